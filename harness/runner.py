@@ -1,0 +1,294 @@
+"""One `bench run`: train a backend epoch by epoch, measure, and record with nothing lost.
+
+Flow of a run (see ARCHITECTURE.md):
+  validate settings -> load data once -> for each repeat, for each backend:
+    create backend, select device, build model, load the harness's canonical initial weights
+    -> create results/<run_id>/ and run.json -> per epoch: train (prefetched batches), eval,
+    checkpoint (temp + rename), checkpoint.json, one fsync'd epochs.csv row, run.json update.
+
+Ordering is what makes `kill -9` safe: the checkpoint and checkpoint.json (which also holds
+the epoch's row) are renamed into place before the row is appended. On --resume the rows
+are cut back to the checkpoint's epoch, and a row that was lost between the two writes is
+restored from checkpoint.json, so every completed epoch has exactly one row.
+"""
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from harness import __version__
+from harness import results as R
+from harness.backend import Backend, InputSpec, ModelSpec, OptimSpec, create_backend
+from harness.catalogue import model_info
+from harness.config import RunConfig, lr_at
+from harness.data import load_dataset
+from harness.data.dataset import Dataset
+from harness.data.stream import BatchStream, prefetch
+from harness.errors import BenchError, Diverged
+from harness.flops import train_flops_per_image
+from harness.init_weights import initial_state
+from harness.monitor import Monitor
+from harness.sysinfo import machine_info
+
+EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+class Interrupted(BaseException):
+    """SIGTERM or Ctrl-C: stop after recording, status ``interrupted``."""
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str
+
+    @property
+    def exit_code(self) -> int:
+        return {R.COMPLETED: EXIT_OK, R.DIVERGED: EXIT_DIVERGED, R.INTERRUPTED: EXIT_INTERRUPTED}.get(self.status, 1)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail before any work if results cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".bench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"results dir {folder} is not writable ({exc.strerror}): choose another with --results-dir") from None
+
+
+def new_run_dir(results_dir: Path, backend: str, model: str) -> Path:
+    """A folder no other run has: timestamp + random suffix, claimed with an exclusive mkdir,
+    so two runs started in the same second into the same results dir never collide."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = results_dir / f"{stamp}-{backend}-{model}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise BenchError(f"could not create a run folder in {results_dir}: clean it up or choose another --results-dir")
+
+
+def load_data(config: RunConfig) -> Dataset:
+    info = model_info(config.model)
+    size = config.input_size if config.dataset.startswith("imagefolder:") else 32
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, train_size=config.train_size,
+                           test_size=config.test_size, seed=0, image_size=size, download=config.download)
+    n_train = len(dataset.train_labels)
+    if config.batch_size > n_train:
+        raise BenchError(f"--batch-size {config.batch_size} is larger than the {n_train} training images: "
+                         f"lower it or raise --train-size")
+    del info
+    return dataset
+
+
+@dataclass
+class Prepared:
+    backend: Backend
+    spec: ModelSpec
+    thread_settings: dict[str, Any]
+    flops_per_image: int
+
+
+def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -> Prepared:
+    """Create, configure and build a backend, and load the canonical initial weights."""
+    backend = create_backend(name)
+    threads = backend.configure(device=config.device, threads=config.threads, seed=seed)
+    info = model_info(config.model)
+    spec = ModelSpec(name=config.model, num_classes=num_classes, image_size=config.input_size,
+                     shortcut=config.shortcut, no_skip=tuple(config.no_skip), head=config.head,
+                     freeze=config.freeze, train_bn=config.train_bn)
+    optim = OptimSpec(name=config.optimizer, lr=config.learning_rate, momentum=config.momentum,
+                      weight_decay=config.weight_decay)
+    backend.build(spec, optim, InputSpec(mean=info.mean, std=info.std))
+    shapes = {k: tuple(v.shape) for k, v in backend.state_arrays().items()}
+    backend.load_arrays(initial_state(shapes, seed))
+    flops = train_flops_per_image(info, image_size=spec.image_size, num_classes=num_classes,
+                                  shortcut=spec.shortcut, head=spec.head,
+                                  frozen_backbone=spec.freeze == "backbone")
+    return Prepared(backend, spec, threads, flops)
+
+
+class _Signals:
+    """Turn SIGTERM into :class:`Interrupted` for the duration of a run (Ctrl-C already
+    raises KeyboardInterrupt), restoring the previous handler afterwards."""
+
+    def __enter__(self) -> "_Signals":
+        def handler(signum: int, frame: object) -> None:
+            raise Interrupted()
+
+        self._old = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._old)
+
+
+class Progress:
+    """tqdm bar per epoch (images, loss, images/s) on stderr; silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def start(self, desc: str, total: int) -> Callable[[int, float | None], None]:
+        if self.quiet:
+            def check_only(done: int, loss: float | None) -> None:
+                if loss is not None and not math.isfinite(loss):
+                    raise Diverged()
+            return check_only
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True, file=sys.stderr)
+
+        def update(done: int, loss: float | None) -> None:
+            self.bar.update(done - self.bar.n)
+            if loss is not None:
+                if not math.isfinite(loss):
+                    raise Diverged()
+                self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        return update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+
+def _gpu_index(device: str) -> int | None:
+    if device == "cpu":
+        return None
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
+def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, command: str,
+              dataset: Dataset, prepared: Prepared) -> tuple[Path, dict[str, Any]]:
+    run_dir = new_run_dir(config.results_dir, name, config.model)
+    total, trainable = prepared.backend.param_count()
+    settings = config.settings()
+    settings.update(backend=name, seed=seed)
+    settings.pop("backends", None)
+    meta: dict[str, Any] = {
+        "schema_version": R.SCHEMA_VERSION, "run_id": run_dir.name, "bench_version": __version__,
+        "status": R.RUNNING, "started_at": now_iso(), "ended_at": None, "command": command,
+        "settings": settings, "seed": seed, "group": config.group_key(), "repeat_index": repeat_index,
+        "dataset": dataset.identity | {"num_classes": len(dataset.class_names), "class_names": dataset.class_names},
+        "model": {"name": config.model, "params": total, "trainable_params": trainable,
+                  "image_size": prepared.spec.image_size, "train_flops_per_image": prepared.flops_per_image,
+                  "shortcut": config.shortcut, "no_skip": list(config.no_skip), "head": config.head,
+                  "freeze": config.freeze, "bn_statistics": ("trained" if config.train_bn or config.freeze == "none" else "frozen"),
+                  "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights},
+        "machine": machine_info(),
+        "threads": {"requested": config.threads, "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+                    "framework": prepared.thread_settings},
+        "backend": {"name": name, "versions": prepared.backend.versions()},
+        "world_size": 1, "target_acc": config.target_acc, "time_to_target_s": None,
+        "epochs_completed": 0, "resumes": [], "error": None,
+    }
+    R.write_json(run_dir / R.RUN_JSON, meta)
+    return run_dir, meta
+
+
+def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir: Path, meta: dict[str, Any],
+               seed: int, first_epoch: int, elapsed_offset: float, progress: Progress) -> str:
+    """Epochs ``first_epoch..config.epochs``; returns the final status. Writes every row."""
+    backend = prepared.backend
+    ckpt_path = run_dir / f"checkpoint{backend.checkpoint_suffix}"
+    writer = R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS))
+    n_test = len(dataset.test_labels)
+    base_row = {"run_id": run_dir.name, "backend": backend.name, "model": config.model, "dataset": config.dataset,
+                "device": config.device, "batch_size": config.batch_size, "world_size": 1}
+    start = time.perf_counter()
+    status = R.COMPLETED
+    epoch = first_epoch
+    try:
+        with _Signals(), Monitor(run_dir / R.UTIL_CSV, interval_s=config.sample_interval_s,
+                                 gpu_index=_gpu_index(config.device), start_time=start,
+                                 elapsed_offset_s=elapsed_offset) as monitor:
+            for epoch in range(first_epoch, config.epochs + 1):
+                lr = lr_at(config, epoch)
+                backend.set_lr(lr)
+                t0 = time.perf_counter()
+                monitor.set_phase(epoch, "train")
+                train_stream = BatchStream(dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
+                                           seed=seed, epoch=epoch, shuffle=True, augment=config.augmentation,
+                                           out_size=prepared.spec.image_size, drop_last=True)
+                on_step = progress.start(f"{backend.name} {epoch}/{config.epochs}", train_stream.num_images)
+                try:
+                    train = backend.train_epoch(prefetch(train_stream), on_step)
+                finally:
+                    progress.close()
+                t1 = time.perf_counter()
+                monitor.set_phase(epoch, "eval")
+                test_stream = BatchStream(dataset.test_images, dataset.test_labels, batch_size=config.batch_size,
+                                          seed=seed, epoch=epoch, shuffle=False, augment="none",
+                                          out_size=prepared.spec.image_size, drop_last=False)
+                test = backend.evaluate(prefetch(test_stream))
+                t2 = time.perf_counter()
+                util = monitor.take_epoch()
+                train_time, eval_time = t1 - t0, t2 - t1
+                row = base_row | util | {
+                    "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.accuracy,
+                    "test_loss": test.loss, "test_acc": test.accuracy, "test_top5_acc": test.top5_accuracy,
+                    "train_time_s": train_time, "eval_time_s": eval_time, "data_wait_s": train.data_wait_s,
+                    "train_images_per_s": train.count / train_time if train_time > 0 else None,
+                    "eval_images_per_s": n_test / eval_time if eval_time > 0 else None,
+                    "train_gflops_per_s": prepared.flops_per_image * train.count / train_time / 1e9 if train_time > 0 else None,
+                    "status": R.EPOCH_OK,
+                }
+                if not (math.isfinite(train.loss) and math.isfinite(test.loss)):
+                    raise Diverged()
+                tmp = ckpt_path.with_name(f".{ckpt_path.name}.tmp")
+                backend.save_checkpoint(tmp)
+                os.replace(tmp, ckpt_path)
+                row["epoch_time_s"] = time.perf_counter() - t0
+                row["elapsed_s"] = elapsed_offset + time.perf_counter() - start
+                R.write_json(run_dir / R.CHECKPOINT_JSON, {"epoch": epoch, "elapsed_s": row["elapsed_s"], "row": row})
+                writer.append(row)
+                meta["epochs_completed"] = epoch
+                reached = config.target_acc is not None and test.accuracy >= config.target_acc
+                if reached and meta.get("time_to_target_s") is None:
+                    meta["time_to_target_s"] = row["elapsed_s"]
+                    meta["target_reached_epoch"] = epoch
+                R.write_json(run_dir / R.RUN_JSON, meta)
+                progress.line(f"{backend.name} epoch {epoch}/{config.epochs}: train loss {train.loss:.4f} "
+                              f"acc {train.accuracy:.3f} | test loss {test.loss:.4f} acc {test.accuracy:.3f} | "
+                              f"{row['train_images_per_s']:.1f} img/s | {row['epoch_time_s']:.1f} s")
+                if reached:
+                    break  # time-to-accuracy: stop at the target, as MLPerf does
+    except Diverged:
+        status = R.DIVERGED
+        writer.append(base_row | {"epoch": epoch, "status": R.DIVERGED, "train_loss": float("nan"),
+                                  "elapsed_s": elapsed_offset + time.perf_counter() - start})
+        meta["error"] = f"loss became NaN or infinite in epoch {epoch}: lower --lr"
+    except (Interrupted, KeyboardInterrupt):
+        status = R.INTERRUPTED
+        writer.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
+                                  "elapsed_s": elapsed_offset + time.perf_counter() - start})
+    finally:
+        writer.close()
+    return status
+
+
+def finish(run_dir: Path, meta: dict[str, Any], status: str) -> None:
+    meta.update(status=status, ended_at=now_iso())
+    R.write_json(run_dir / R.RUN_JSON, meta)

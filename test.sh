@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite: set up ./.venv if needed, then run every test (real torch and chainer,
+# real files, real `bench` subprocesses; a few minutes on 2 cores). Arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/ensure-venv.sh
+exec .venv/bin/python -m pytest "$@"
