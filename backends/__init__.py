@@ -1,0 +1,1 @@
+"""Framework backends for bench, one package per framework, imported lazily by name."""

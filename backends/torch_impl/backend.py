@@ -1,0 +1,393 @@
+"""The PyTorch implementation of :class:`harness.backend.Backend` (the reference backend).
+
+Data path: the harness hands over uint8 NHWC numpy batches; they cross to the device as
+uint8 (4x fewer bytes than float32), pinned and non-blocking on CUDA, and are normalised
+there. ``permute(0, 3, 1, 2)`` of an NHWC buffer *is* a channels_last NCHW tensor, so the
+channels_last layout costs no copy.
+
+Timing: ``compute_s`` is wall time for the epoch minus time blocked on the data iterator,
+read after ``torch.cuda.synchronize()`` on CUDA so queued kernels are counted. Losses and
+correct counts are summed on the device: reading them per step would sync every step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from backends.torch_impl.models import build_model
+from harness.backend import (
+    Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, TrainStats,
+    iter_with_wait,
+)
+from harness.errors import BenchError
+
+REPORT_EVERY = 10  # steps between on_step calls
+CUDA_LOSS_EVERY = 50  # on CUDA, sync to report the running loss only this often
+PREDICT_CHUNK = 256  # images per forward in predict()/features()
+# resnet20, batch 128, SGD training on this 2-core CPU (torch 2.14.1, 2 threads, idle
+# machine): 449-468 img/s contiguous vs 615-621 img/s channels_last (+33 %), so channels_last
+# is used on CPU as well as on CUDA. Measured with a 3-step warm-up and 8 timed steps per run.
+CHANNELS_LAST = {"cpu": True, "cuda": True}
+
+
+def _cuda_unavailable_reason() -> str:
+    if torch.version.cuda is None:
+        return (f"this torch build ({torch.__version__}) has no CUDA support: "
+                "install a CUDA wheel of torch")
+    return "torch.cuda.is_available() is False: no NVIDIA driver/GPU visible on this machine"
+
+
+class TorchBackend:
+    name: ClassVar[str] = "torch"
+    supports_onnx: ClassVar[bool] = True
+    supports_distributed: ClassVar[bool] = True
+    checkpoint_suffix: ClassVar[str] = ".pt"
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+        self.spec: ModelSpec | None = None
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.criterion = nn.CrossEntropyLoss()
+        self.memory_format = torch.contiguous_format
+        self._mean: Tensor | None = None
+        self._std: Tensor | None = None
+
+    # ---------------------------------------------------------------- Environment
+    def versions(self) -> dict[str, str]:
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        return {
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "cuda": torch.version.cuda or "",
+            "cudnn": str(cudnn or ""),
+            "mkl": "yes" if torch.backends.mkl.is_available() else "no",
+            "mkldnn": "yes" if torch.backends.mkldnn.is_available() else "no",
+            "openmp": "yes" if torch.backends.openmp.is_available() else "no",
+        }
+
+    def devices(self) -> list[DeviceStatus]:
+        found = [DeviceStatus("cpu", True, f"CPU, {torch.get_num_threads()} torch threads")]
+        if torch.cuda.is_available():
+            found += [DeviceStatus(f"cuda:{i}", True, torch.cuda.get_device_name(i))
+                      for i in range(torch.cuda.device_count())]
+        else:
+            found.append(DeviceStatus("cuda", False, _cuda_unavailable_reason()))
+        return found
+
+    def configure(self, *, device: str, threads: int | None, seed: int) -> dict[str, Any]:
+        self.device = self._parse_device(device)
+        if threads is not None:
+            if threads < 1:
+                raise BenchError(f"--threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
+        torch.manual_seed(seed)  # seeds every CUDA device too (dropout masks)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
+            torch.backends.cudnn.benchmark = True
+        return {
+            "device": str(self.device),
+            "torch_num_threads": torch.get_num_threads(),
+            "torch_num_interop_threads": torch.get_num_interop_threads(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        }
+
+    @staticmethod
+    def _parse_device(device: str) -> torch.device:
+        kind, _, index = device.partition(":")
+        if kind == "cpu" and not index:
+            return torch.device("cpu")
+        if kind != "cuda" or (index and not index.isdigit()):
+            raise BenchError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+        if not torch.cuda.is_available():
+            raise BenchError(f"CUDA was requested but {_cuda_unavailable_reason()}; use --device cpu")
+        count = torch.cuda.device_count()
+        if int(index or 0) >= count:
+            raise BenchError(f"{device} was requested but only {count} CUDA device(s) are visible: "
+                             f"use cuda:0 .. cuda:{count - 1}")
+        return torch.device("cuda", int(index or 0))
+
+    # ---------------------------------------------------------------- Model
+    def build(self, model: ModelSpec, optim: OptimSpec, inputs: InputSpec) -> None:
+        self.spec = model
+        use_cl = CHANNELS_LAST[self.device.type]
+        self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
+        self.model = build_model(model).to(self.device, memory_format=self.memory_format)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if optim.name == "sgd":
+            self.optimizer = torch.optim.SGD(
+                params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        elif optim.name == "adam":  # coupled L2 (torch's Adam), not AdamW
+            self.optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        else:
+            raise BenchError(f"unknown optimiser {optim.name!r}: choose sgd or adam")
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(inputs.mean, dtype=torch.float32, device=self.device).view(shape)
+        self._std = torch.tensor(inputs.std, dtype=torch.float32, device=self.device).view(shape)
+
+    def param_count(self) -> tuple[int, int]:
+        params = list(self._net.parameters())
+        return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self._optim.param_groups:
+            group["lr"] = lr
+
+    @property
+    def _net(self) -> nn.Module:
+        if self.model is None:
+            raise RuntimeError("TorchBackend.build() must be called first")
+        return self.model
+
+    @property
+    def _optim(self) -> torch.optim.Optimizer:
+        if self.optimizer is None:
+            raise RuntimeError("TorchBackend.build() must be called first")
+        return self.optimizer
+
+    # ---------------------------------------------------------------- Data hand-over
+    def _images(self, images: np.ndarray) -> Tensor:
+        """uint8 NHWC numpy -> normalised float32 NCHW on the device."""
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise TypeError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
+        x = self._upload(np.ascontiguousarray(images))
+        x = x.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format)
+        return x.float().div_(255.0).sub_(self._mean).div_(self._std)
+
+    def _upload(self, array: np.ndarray) -> Tensor:
+        t = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            # Pinned host memory lets the copy run asynchronously with queued kernels.
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def _labels(self, labels: np.ndarray) -> Tensor:
+        return self._upload(np.ascontiguousarray(labels, dtype=np.int64))
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ---------------------------------------------------------------- Training
+    def _update(self, forward: Callable[[Tensor], Tensor], x: Tensor,
+                y: Tensor) -> tuple[Tensor, Tensor]:
+        """One optimiser step; returns detached (logits, mean loss)."""
+        logits = forward(x)
+        loss = self.criterion(logits, y)
+        self._optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self._optim.step()
+        return logits.detach(), loss.detach()
+
+    def _train_step(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        x, y = self._images(batch.images), self._labels(batch.labels)
+        logits, loss = self._update(self._net, x, y)
+        return logits, loss, y
+
+    def train_epoch(self, batches: Iterable[Batch], on_step: StepCallback | None = None) -> TrainStats:
+        self._net.train()  # frozen BatchNorms stay in eval mode (models.freeze_backbone)
+        return self._loop(batches, TrainStats(), self._train_step, on_step)
+
+    def train_step_probe(self, batch: Batch) -> float:
+        """Exactly one training step on ``batch``; returns its mean loss (the parity check
+        compares this first step across frameworks from identical weights)."""
+        self._net.train()
+        _, loss, _ = self._train_step(batch)
+        return float(loss)
+
+    def train_head_epoch(self, feature_batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                         on_step: StepCallback | None = None) -> TrainStats:
+        """One epoch of the classifier alone on cached ``features()`` outputs: the
+        frozen-backbone experiment without re-running the backbone every epoch. Batches
+        are (float32 features (N, F), int64 labels (N,)) pairs; same accounting as
+        :meth:`train_epoch`. Only the head's parameters receive gradients."""
+        head = self._net.get_submodule(self._net.head_name)
+        head.train()
+
+        def step(batch: tuple[np.ndarray, np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
+            features, labels = batch
+            x = self._upload(np.ascontiguousarray(features, dtype=np.float32))
+            y = self._labels(labels)
+            logits, loss = self._update(head, x, y)
+            return logits, loss, y
+
+        return self._loop(feature_batches, TrainStats(), step, on_step)
+
+    def _loop(self, batches: Iterable[Any], stats: TrainStats,
+              step: Callable[[Any], tuple[Tensor, Tensor, Tensor]],
+              on_step: StepCallback | None = None) -> TrainStats:
+        """Run ``step`` over ``batches``, summing loss, top-1 and (for EvalStats) top-5 on
+        the device, and fill ``stats`` with counts and synchronised timings."""
+        top5 = isinstance(stats, EvalStats)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, top-1, top-5
+        self._sync()
+        start = time.perf_counter()
+        for batch in iter_with_wait(batches, stats, time.perf_counter):
+            logits, loss, y = step(batch)
+            n = y.shape[0]
+            sums[0] += loss * n
+            sums[1] += (logits.argmax(1) == y).sum()
+            if top5:
+                k = min(5, logits.shape[1])
+                sums[2] += (logits.topk(k, 1).indices == y[:, None]).any(1).sum()
+            stats.count += n
+            stats.steps += 1
+            if on_step is not None and stats.steps % REPORT_EVERY == 0:
+                on_step(stats.count, self._running_loss(sums, stats))
+        self._sync()
+        stats.compute_s = time.perf_counter() - start - stats.data_wait_s
+        loss_sum, correct, correct5 = sums.tolist()
+        stats.loss_sum, stats.correct = loss_sum, int(correct)
+        if top5:
+            stats.top5_correct = int(correct5)
+        if on_step is not None and stats.steps % REPORT_EVERY:
+            on_step(stats.count, stats.loss)  # the tail since the last report, already synced
+        return stats
+
+    def _running_loss(self, sums: Tensor, stats: TrainStats) -> float | None:
+        """Mean loss so far, or None on CUDA between the rare steps where a sync is allowed."""
+        if self.device.type == "cuda" and stats.steps % CUDA_LOSS_EVERY:
+            return None
+        return float(sums[0]) / stats.count
+
+    # ---------------------------------------------------------------- Inference
+    def evaluate(self, batches: Iterable[Batch]) -> EvalStats:
+        net = self._net
+        net.eval()
+
+        def step(batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+            x, y = self._images(batch.images), self._labels(batch.labels)
+            logits = net(x)
+            return logits, F.cross_entropy(logits, y), y
+
+        with torch.inference_mode():
+            stats = self._loop(batches, EvalStats(), step)
+        assert isinstance(stats, EvalStats)
+        return stats
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self._infer(self._net, images)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """Eval-mode outputs of everything before the classifier (float32, N x F), for the
+        feature cache of frozen-backbone runs."""
+        return self._infer(self._net.forward_features, images)
+
+    def _infer(self, forward: Callable[[Tensor], Tensor], images: np.ndarray) -> np.ndarray:
+        self._net.eval()
+        outputs = []
+        with torch.inference_mode():
+            for i in range(0, len(images), PREDICT_CHUNK):
+                outputs.append(forward(self._images(images[i:i + PREDICT_CHUNK])).float().cpu())
+        if not outputs:
+            raise ValueError("no images to run")
+        return torch.cat(outputs).numpy()
+
+    # ---------------------------------------------------------------- State
+    def _state(self) -> dict[str, Tensor]:
+        state = self._net.state_dict()
+        return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        # copy=True: on CPU .numpy() would otherwise alias the live parameters; the
+        # contiguous format turns channels_last weights back into plain OIHW arrays.
+        return {
+            k: v.detach().to("cpu", torch.float32, memory_format=torch.contiguous_format, copy=True).numpy()
+            for k, v in self._state().items()
+        }
+
+    def load_arrays(self, arrays: dict[str, np.ndarray], *, strict: bool = True) -> None:
+        own = self._state()
+        shapes = {k: tuple(np.shape(v)) for k, v in arrays.items()}
+        self._check_fit(shapes, own, strict=strict, what="weights")
+        with torch.no_grad():
+            for name, array in arrays.items():
+                if name in own:  # copy_ converts dtype, device and memory format
+                    own[name].copy_(torch.from_numpy(np.asarray(array)))
+
+    def _check_fit(self, shapes: dict[str, tuple[int, ...]], own: dict[str, Tensor], *,
+                   strict: bool, what: str) -> None:
+        """BenchError naming the first differences in names and shapes."""
+        problems = []
+        if strict:
+            problems += [f"missing {k}" for k in own if k not in shapes]
+            problems += [f"unexpected {k}" for k in shapes if k not in own]
+        problems += [f"{k}: {tuple(shape)} but the model has {tuple(own[k].shape)}"
+                     for k, shape in shapes.items() if k in own and tuple(shape) != tuple(own[k].shape)]
+        if problems:
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise BenchError(
+                f"these {what} are for a different architecture than {self._describe()}: "
+                f"{'; '.join(problems[:5])}{more}. "
+                "Use the --model/--shortcut/--head/--classes they were made with"
+            )
+
+    def _describe(self) -> str:
+        s = self.spec
+        if s is None:
+            return "the model"
+        return f"{s.name} (shortcut {s.shortcut}, head {s.head}, {s.num_classes} classes)"
+
+    def save_checkpoint(self, path: Path) -> None:
+        torch.save({
+            "bench_backend": self.name,
+            "model_name": self.spec.name if self.spec else "",
+            "model_spec": dataclasses.asdict(self.spec) if self.spec else {},
+            "optimizer_name": type(self._optim).__name__,
+            "model": self._net.state_dict(),
+            "optimizer": self._optim.state_dict(),
+        }, path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        ckpt = self._read_checkpoint(Path(path))
+        state = {k: v for k, v in ckpt["model"].items() if not k.endswith("num_batches_tracked")}
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        self._check_fit(shapes, self._state(), strict=True, what="checkpoint weights")
+        try:
+            self._net.load_state_dict(ckpt["model"])
+            self._optim.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise BenchError(
+                f"{path} does not fit this run ({_first_line(exc)}): resume with the same "
+                "--freeze/--no-skip settings it was written with"
+            ) from None
+
+    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
+        """The checkpoint's dict, checked to be a torch checkpoint of this model and optimiser."""
+        if not path.is_file():
+            raise BenchError(f"checkpoint {path} does not exist: check the path or start without resuming")
+        try:  # weights_only: a checkpoint is data, never code to unpickle
+            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # torch raises many types for a truncated or foreign file
+            raise BenchError(
+                f"cannot read checkpoint {path} ({type(exc).__name__}: {_first_line(exc)}): the file is "
+                "damaged or not a torch checkpoint; delete it or pass another one"
+            ) from None
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or "optimizer" not in ckpt:
+            raise BenchError(f"{path} is not a bench checkpoint (no model/optimizer state): "
+                             "pass one that bench wrote")
+        if ckpt.get("bench_backend") != self.name:
+            raise BenchError(f"{path} was written by the {ckpt.get('bench_backend')!r} backend: "
+                             "resume it with that backend")
+        name = self.spec.name if self.spec else ""
+        if ckpt.get("model_name") != name:
+            raise BenchError(f"{path} holds a {ckpt.get('model_name')!r} checkpoint, not {name!r}: "
+                             f"resume with --model {ckpt.get('model_name')}")
+        optimizer = type(self._optim).__name__
+        if ckpt.get("optimizer_name", optimizer) != optimizer:
+            raise BenchError(f"{path} was trained with {ckpt['optimizer_name']}, this run uses {optimizer}: "
+                             "resume with the optimiser it was written with")
+        return ckpt
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0]

@@ -1,0 +1,277 @@
+"""The torch backend with real torch at tiny sizes (resnet8, 32 px, a few hundred images).
+
+Big ImageNet ResNets are built on the ``meta`` device (shapes only, no memory, no init), so
+checking resnet152's state names against torchvision's costs milliseconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from backends.torch_impl.backend import TorchBackend
+from backends.torch_impl.models import build_model, resnet_cifar
+from backends.torch_impl.models.resnet_imagenet import Bottleneck
+from harness.backend import Batch, InputSpec, ModelSpec, OptimSpec
+from harness.catalogue import CIFAR_MEAN, CIFAR_STD, MODELS, block_names
+from harness.errors import BenchError
+
+CIFAR_INPUTS = InputSpec(CIFAR_MEAN, CIFAR_STD)
+SGD = OptimSpec("sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+
+def make_backend(name: str = "resnet8", *, classes: int = 4, size: int = 32,
+                 optim: OptimSpec = SGD, **spec: object) -> TorchBackend:
+    backend = TorchBackend()
+    backend.configure(device="cpu", threads=None, seed=0)
+    backend.build(ModelSpec(name, classes, size, **spec), optim, CIFAR_INPUTS)
+    return backend
+
+
+def colour_batches(n: int = 256, *, classes: int = 4, size: int = 32, batch: int = 32,
+                   seed: int = 0) -> list[Batch]:
+    """Learnable random data: each class has its own mean colour (the same for every
+    ``seed``), plus pixel noise."""
+    palette = np.random.default_rng(1234).uniform(40, 215, size=(classes, 3))
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    images = palette[labels][:, None, None, :] + rng.normal(0, 30, (n, size, size, 3))
+    images = np.clip(images, 0, 255).astype(np.uint8)
+    return [Batch(images[i:i + batch], labels[i:i + batch].astype(np.int64)) for i in range(0, n, batch)]
+
+
+def state_names(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    state = model.state_dict()
+    return {k: tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
+# ------------------------------------------------------------------------- Models
+def test_resnet20_parameter_counts() -> None:
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    option_a = count(resnet_cifar(depth=20, num_classes=10, shortcut="A"))
+    option_b = count(resnet_cifar(depth=20, num_classes=10, shortcut="B"))
+    assert option_a == 269_722  # He et al. 2016 Table 6: "0.27M"
+    assert option_b == 272_474 > option_a  # + two 1x1 projections with BatchNorm
+
+
+@pytest.mark.parametrize("name", [n for n, i in MODELS.items() if i.family == "resnet_cifar"])
+def test_cifar_resnets_have_torchvision_names(name: str) -> None:
+    model = build_model(ModelSpec(name, 10, 32, shortcut="B"))
+    names = state_names(model)
+    assert {"conv1.weight", "bn1.weight", "fc.weight", "fc.bias"} <= set(names)
+    blocks = block_names(MODELS[name])
+    assert {k.rsplit(".", 2)[0] for k in names if k.startswith("layer")} >= set(blocks)
+    assert "layer2.0.downsample.0.weight" in names and "layer2.0.downsample.1.running_var" in names
+    assert "layer1.0.downsample.0.weight" not in names
+    if name == "resnet8":
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", [n for n, i in MODELS.items() if i.family == "resnet_imagenet"])
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_imagenet_resnets_match_torchvision(name: str, head: str) -> None:
+    with torch.device("meta"):
+        ours = state_names(build_model(ModelSpec(name, 1000, 224, head=head)))
+        theirs = state_names(getattr(torchvision.models, name)(weights=None))
+    if head == "linear":
+        assert ours == theirs
+    else:
+        width = theirs["fc.weight"][1]
+        assert {k: v for k, v in ours.items() if not k.startswith("fc.")} == {
+            k: v for k, v in theirs.items() if not k.startswith("fc.")}
+        assert {k: v for k, v in ours.items() if k.startswith("fc.")} == {
+            "fc.0.weight": (512, width), "fc.0.bias": (512,),
+            "fc.3.weight": (1000, 512), "fc.3.bias": (1000,)}
+
+
+def test_small_cnn_shapes_and_forward() -> None:
+    with torch.device("meta"):
+        seed_size = build_model(ModelSpec("small_cnn", 10, 224))
+    assert state_names(seed_size)["fc1.weight"] == (512, 64 * 28 * 28)
+    model = build_model(ModelSpec("small_cnn", 7, 32))
+    layers = ("conv1", "conv2", "conv3", "fc1", "fc2", "fc3")
+    assert list(state_names(model)) == [f"{layer}.{leaf}" for layer in layers for leaf in ("weight", "bias")]
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_resnet18_mlp_head_runs() -> None:
+    model = build_model(ModelSpec("resnet18", 3, 64, head="mlp")).eval()
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 3)
+    assert model.forward_features(torch.zeros(2, 3, 64, 64)).shape == (2, 512)
+
+
+def test_unknown_no_skip_block_lists_valid_ones() -> None:
+    with pytest.raises(BenchError, match="layer3.0"):
+        build_model(ModelSpec("resnet8", 10, 32, no_skip=("layer4.0",)))
+    with pytest.raises(BenchError, match="no residual blocks"):
+        build_model(ModelSpec("small_cnn", 10, 32, no_skip=("layer1.0",)))
+
+
+def test_no_skip_removes_identity_of_basic_block() -> None:
+    """With both convs zeroed a block computes relu(bn2(0)) = relu(beta) without its skip
+    and relu(x + beta) with it (eval mode, running stats 0/1)."""
+    model = build_model(ModelSpec("resnet8", 10, 32, no_skip=("layer1.0",))).eval()
+    ablated = model.layer1[0]
+    assert ablated.use_skip is False and model.layer2[0].use_skip is True
+    beta = torch.linspace(-0.5, 0.5, 16)
+    with torch.no_grad():
+        ablated.conv1.weight.zero_()
+        ablated.conv2.weight.zero_()
+        ablated.bn2.bias.copy_(beta)
+        x = torch.randn(2, 16, 8, 8)
+        expected_ablated = torch.relu(beta).view(1, 16, 1, 1).expand(2, 16, 8, 8)
+        torch.testing.assert_close(ablated(x), expected_ablated, atol=1e-5, rtol=0)
+        ablated.use_skip = True
+        torch.testing.assert_close(ablated(x), torch.relu(x + beta.view(1, 16, 1, 1)), atol=1e-5, rtol=0)
+
+
+def test_no_skip_bottleneck_and_downsampling_block() -> None:
+    block = Bottleneck(64, 16).eval()  # 64 -> 16 -> 16 -> 64, identity shortcut
+    x = torch.randn(1, 64, 4, 4)
+    with torch.no_grad():
+        block.conv3.weight.zero_()
+        torch.testing.assert_close(block(x), torch.relu(x))
+        block.use_skip = False
+        assert torch.count_nonzero(block(x)) == 0
+    model = build_model(ModelSpec("resnet8", 10, 32, no_skip=("layer2.0",)))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------------- Backend
+def test_devices_versions_and_cuda_error() -> None:
+    backend = TorchBackend()
+    devices = backend.devices()
+    assert devices[0].name == "cpu" and devices[0].usable
+    assert set(backend.versions()) >= {"torch", "torchvision", "cuda", "cudnn"}
+    with pytest.raises(BenchError, match="unknown device"):
+        backend.configure(device="tpu", threads=None, seed=0)
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible here")
+    assert any(d.name == "cuda" and not d.usable for d in devices)
+    with pytest.raises(BenchError, match="CUDA was requested but .*use --device cpu"):
+        backend.configure(device="cuda", threads=None, seed=0)
+    with pytest.raises(BenchError, match="CUDA was requested"):
+        backend.configure(device="cuda:1", threads=None, seed=0)
+
+
+def test_configure_reports_threads() -> None:
+    before = torch.get_num_threads()
+    try:
+        settings = TorchBackend().configure(device="cpu", threads=1, seed=3)
+        assert settings["torch_num_threads"] == 1 and settings["device"] == "cpu"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_training_drives_loss_down() -> None:
+    backend = make_backend()
+    batches = colour_batches()
+    calls: list[tuple[int, float | None]] = []
+    first = backend.train_epoch(batches, on_step=lambda n, loss: calls.append((n, loss)))
+    for _ in range(2):
+        last = backend.train_epoch(batches)
+    assert first.count == 256 and first.steps == 8 and first.compute_s > 0 and first.data_wait_s >= 0
+    assert calls and calls[-1][0] == 256 and calls[-1][1] == pytest.approx(first.loss)
+    assert last.loss < 0.5 * first.loss
+    evaluation = backend.evaluate(colour_batches(64, seed=1))
+    assert evaluation.count == 64 and evaluation.accuracy > 0.9
+    assert evaluation.top5_correct == 64  # 4 classes: top-k with k = 4 always hits
+
+
+def test_overfits_one_batch() -> None:
+    rng = np.random.default_rng(1)
+    batch = Batch(rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 32))
+    backend = make_backend(classes=10, optim=OptimSpec("adam", lr=1e-2, weight_decay=0.0))
+    for _ in range(60):
+        stats = backend.train_epoch([batch])
+        if stats.correct == 32:
+            break
+    assert stats.correct == 32
+
+
+def test_state_arrays_round_trip_and_mismatch() -> None:
+    source = make_backend()
+    source.train_epoch(colour_batches(64))
+    arrays = source.state_arrays()
+    assert "layer1.0.bn1.running_mean" in arrays and not any("num_batches" in k for k in arrays)
+    assert all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays.values())
+    images = colour_batches(16, seed=2)[0].images
+    target = make_backend()
+    target.load_arrays(arrays)
+    np.testing.assert_array_equal(target.predict(images), source.predict(images))
+    arrays["fc.weight"][:] = 0  # a copy, not a view of the live weights
+    assert np.abs(source.state_arrays()["fc.weight"]).sum() > 0
+    with pytest.raises(BenchError, match="different architecture.*fc.weight"):
+        make_backend(classes=5).load_arrays(arrays)
+    with pytest.raises(BenchError, match="missing layer2.0.downsample"):
+        make_backend(shortcut="B").load_arrays(arrays)
+    make_backend(shortcut="B").load_arrays(arrays, strict=False)
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    source = make_backend()
+    source.train_epoch(colour_batches(64))
+    path = tmp_path / "ckpt.pt"
+    source.save_checkpoint(path)
+    target = make_backend()
+    target.load_checkpoint(path)
+    images = colour_batches(16, seed=2)[0].images
+    np.testing.assert_array_equal(target.predict(images), source.predict(images))
+    for p_src, p_dst in zip(source.model.parameters(), target.model.parameters()):
+        torch.testing.assert_close(source.optimizer.state[p_src]["momentum_buffer"],
+                                   target.optimizer.state[p_dst]["momentum_buffer"], rtol=0, atol=0)
+    (tmp_path / "bad.pt").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(BenchError, match="cannot read checkpoint"):
+        target.load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(BenchError, match="'resnet8' checkpoint"):
+        make_backend("resnet20").load_checkpoint(path)
+    with pytest.raises(BenchError, match="does not exist"):
+        target.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(BenchError, match="trained with SGD, this run uses Adam"):
+        make_backend(optim=OptimSpec("adam", lr=1e-3)).load_checkpoint(path)
+    with pytest.raises(BenchError, match="different architecture"):
+        make_backend(classes=5).load_checkpoint(path)
+
+
+def test_freeze_backbone_keeps_backbone_and_running_stats() -> None:
+    backend = make_backend(freeze="backbone")
+    total, trainable = backend.param_count()
+    assert trainable == 64 * 4 + 4 < total
+    before = {k: v.copy() for k, v in backend.state_arrays().items()}
+    backend.model.train()  # whatever calls train(), frozen BatchNorms stay in eval mode
+    backend.train_epoch(colour_batches(64))
+    after = backend.state_arrays()
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_freeze_with_train_bn_and_ablated_block() -> None:
+    backend = make_backend(freeze="backbone", train_bn=True, no_skip=("layer3.0",))
+    before = backend.state_arrays()
+    backend.train_epoch(colour_batches(64))
+    after = backend.state_arrays()
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert {"bn1.running_mean", "layer1.0.bn2.running_var", "fc.weight"} <= changed
+    assert "layer3.0.conv1.weight" in changed  # the ablated block trains
+    assert not any(k.endswith("conv1.weight") for k in changed - {"layer3.0.conv1.weight"})
+    assert "layer1.0.bn1.weight" not in changed  # frozen affine parameters
+
+
+def test_probe_features_and_head_only_training() -> None:
+    backend = make_backend(freeze="backbone")
+    batches = colour_batches(64)
+    assert np.isfinite(backend.train_step_probe(batches[0]))
+    features = backend.features(batches[0].images)
+    assert features.shape == (32, 64) and features.dtype == np.float32
+    logits = backend.predict(batches[0].images)
+    fc = backend.model.fc
+    expected = features @ fc.weight.detach().numpy().T + fc.bias.detach().numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+    before = backend.state_arrays()
+    stats = backend.train_head_epoch([(features, batches[0].labels)] * 3)
+    assert stats.count == 96 and stats.steps == 3
+    after = backend.state_arrays()
+    assert {k for k in before if not np.array_equal(before[k], after[k])} == {"fc.weight", "fc.bias"}
+    backend.set_lr(0.001)
+    assert all(g["lr"] == 0.001 for g in backend.optimizer.param_groups)
