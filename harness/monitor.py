@@ -19,26 +19,33 @@ import psutil
 
 from harness.results import CsvAppender, util_columns
 
+MIN_INTERVAL_S = 0.05
+
 
 @dataclass
 class _Aggregate:
-    cpu: list[float] = field(default_factory=list)
-    process_cpu: list[float] = field(default_factory=list)
+    # (value, seconds the sample covers)
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+    process_cpu: list[tuple[float, float]] = field(default_factory=list)
     rss_peak_mb: float = 0.0
-    gpu_util: list[float] = field(default_factory=list)
+    gpu_util: list[tuple[float, float]] = field(default_factory=list)
     gpu_mem_peak_mb: float | None = None
 
     def summary(self) -> dict[str, float | None]:
-        def mean(xs: list[float]) -> float | None:
-            return sum(xs) / len(xs) if xs else None
+        def mean(xs: list[tuple[float, float]]) -> float | None:
+            total = sum(w for _, w in xs)
+            return sum(v * w for v, w in xs) / total if total else None
+
+        def peak(xs: list[tuple[float, float]]) -> float | None:
+            return max(v for v, _ in xs) if xs else None
 
         return {
             "cpu_util_mean_pct": mean(self.cpu),
-            "cpu_util_max_pct": max(self.cpu) if self.cpu else None,
+            "cpu_util_max_pct": peak(self.cpu),
             "process_cpu_pct": mean(self.process_cpu),
             "rss_peak_mb": self.rss_peak_mb or None,
             "gpu_util_mean_pct": mean(self.gpu_util),
-            "gpu_util_max_pct": max(self.gpu_util) if self.gpu_util else None,
+            "gpu_util_max_pct": peak(self.gpu_util),
             "gpu_mem_peak_mb": self.gpu_mem_peak_mb,
         }
 
@@ -95,7 +102,7 @@ class Monitor:
         self.epoch = 0
         self.phase = "setup"
         self._agg = _Aggregate()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process = psutil.Process()
@@ -103,6 +110,7 @@ class Monitor:
         self._n_cores = psutil.cpu_count(logical=True) or 1
         self._writer: CsvAppender | None = None
         self.samples = 0
+        self._last_sample = 0.0
 
     def __enter__(self) -> "Monitor":
         if self.path is not None:
@@ -111,6 +119,7 @@ class Monitor:
         # The first cpu_percent call only primes psutil's counters.
         psutil.cpu_percent(percpu=True)
         self._process.cpu_percent()
+        self._last_sample = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
         self._thread.start()
         return self
@@ -124,7 +133,11 @@ class Monitor:
         self._nvml.close()
 
     def set_phase(self, epoch: int, phase: str) -> None:
-        self.epoch, self.phase = epoch, phase
+        """Switch phase; first close the running interval with a sample credited to the
+        phase that just ended, so even a phase shorter than the interval is measured."""
+        self._sample()
+        with self._lock:
+            self.epoch, self.phase = epoch, phase
 
     def take_epoch(self) -> dict[str, float | None]:
         """Aggregates since the last call; takes one sample first so short epochs have one."""
@@ -140,6 +153,18 @@ class Monitor:
             self._sample()
 
     def _sample(self) -> None:
+        with self._lock:
+            now = time.perf_counter()
+            # psutil reports utilisation since the previous call; over a few ms that is
+            # mostly tick-granularity noise, so such an interval is left to the next sample.
+            dt = now - self._last_sample
+            if dt < MIN_INTERVAL_S:
+                return
+            self._last_sample = now
+            self._sample_locked(dt)
+
+    def _sample_locked(self, dt: float) -> None:
+        """One sample covering the last ``dt`` seconds; epoch means are weighted by ``dt``."""
         per_core = psutil.cpu_percent(percpu=True)
         overall = sum(per_core) / len(per_core) if per_core else 0.0
         try:
@@ -157,17 +182,16 @@ class Monitor:
         row.update({f"cpu{i}_pct": v for i, v in enumerate(per_core)})
         for i, (util, mem, power) in enumerate(gpu):
             row.update({f"gpu{i}_util_pct": util, f"gpu{i}_mem_mb": mem, f"gpu{i}_power_w": power})
-        with self._lock:
-            self.samples += 1
-            if self.phase == "train":
-                self._agg.cpu.append(overall)
-                self._agg.process_cpu.append(proc_cpu)
-            self._agg.rss_peak_mb = max(self._agg.rss_peak_mb, rss_mb)
-            if self.gpu_index is not None and self.gpu_index < len(gpu):
-                util, mem, _ = gpu[self.gpu_index]
-                if util is not None:
-                    self._agg.gpu_util.append(util)
-                if mem is not None:
-                    self._agg.gpu_mem_peak_mb = max(self._agg.gpu_mem_peak_mb or 0.0, mem)
-            if self._writer is not None:
-                self._writer.append(row)
+        self.samples += 1
+        if self.phase == "train":
+            self._agg.cpu.append((overall, dt))
+            self._agg.process_cpu.append((proc_cpu, dt))
+        self._agg.rss_peak_mb = max(self._agg.rss_peak_mb, rss_mb)
+        if self.gpu_index is not None and self.gpu_index < len(gpu):
+            util, mem, _ = gpu[self.gpu_index]
+            if util is not None:
+                self._agg.gpu_util.append((util, dt))
+            if mem is not None:
+                self._agg.gpu_mem_peak_mb = max(self._agg.gpu_mem_peak_mb or 0.0, mem)
+        if self._writer is not None:
+            self._writer.append(row)
