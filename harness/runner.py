@@ -22,11 +22,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from harness import __version__
 from harness import results as R
-from harness.backend import Backend, InputSpec, ModelSpec, OptimSpec, create_backend
+from harness.backend import (Backend, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, TrainStats,
+                             create_backend)
 from harness.catalogue import model_info
 from harness.config import RunConfig, lr_at
 from harness.data import load_dataset
@@ -208,15 +209,60 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
     return run_dir, meta
 
 
+class EpochSource(Protocol):
+    """Where an epoch's training and evaluation come from. The default streams augmented
+    batches through the whole model; other sources (a frozen backbone's cached features,
+    a rank's shard) plug in here without touching the bookkeeping around them."""
+
+    def train_images(self, epoch: int) -> int: ...
+
+    def train(self, epoch: int, on_step: StepCallback) -> TrainStats: ...
+
+    def evaluate(self, epoch: int) -> EvalStats: ...
+
+
+@dataclass
+class StreamSource:
+    """Batches from :class:`BatchStream` (seeded by (seed, epoch)), built ahead by a thread."""
+
+    config: RunConfig
+    backend: Backend
+    dataset: Dataset
+    seed: int
+    image_size: int
+
+    def _stream(self, epoch: int, train: bool) -> BatchStream:
+        d = self.dataset
+        images, labels = (d.train_images, d.train_labels) if train else (d.test_images, d.test_labels)
+        return BatchStream(images, labels, batch_size=self.config.batch_size, seed=self.seed, epoch=epoch,
+                           shuffle=train, augment=self.config.augmentation if train else "none",
+                           out_size=self.image_size, drop_last=train)
+
+    def train_images(self, epoch: int) -> int:
+        return self._stream(epoch, True).num_images
+
+    def train(self, epoch: int, on_step: StepCallback) -> TrainStats:
+        with prefetch(self._stream(epoch, True)) as batches:
+            return self.backend.train_epoch(batches, on_step)
+
+    def evaluate(self, epoch: int) -> EvalStats:
+        with prefetch(self._stream(epoch, False)) as batches:
+            return self.backend.evaluate(batches)
+
+
+def make_source(config: RunConfig, prepared: "Prepared", dataset: Dataset, seed: int) -> EpochSource:
+    return StreamSource(config, prepared.backend, dataset, seed, prepared.spec.image_size)
+
+
 def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir: Path, meta: dict[str, Any],
                seed: int, first_epoch: int, elapsed_offset: float, progress: Progress) -> str:
     """Epochs ``first_epoch..config.epochs``; returns the final status. Writes every row."""
     backend = prepared.backend
     ckpt_path = run_dir / f"checkpoint{backend.checkpoint_suffix}"
     writer = R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS))
-    n_test = len(dataset.test_labels)
     base_row = {"run_id": run_dir.name, "backend": backend.name, "model": config.model, "dataset": config.dataset,
                 "device": config.device, "batch_size": config.batch_size, "world_size": 1}
+    source = make_source(config, prepared, dataset, seed)
     start = time.perf_counter()
     status = R.COMPLETED
     epoch = first_epoch
@@ -229,20 +275,14 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                 backend.set_lr(lr)
                 t0 = time.perf_counter()
                 monitor.set_phase(epoch, "train")
-                train_stream = BatchStream(dataset.train_images, dataset.train_labels, batch_size=config.batch_size,
-                                           seed=seed, epoch=epoch, shuffle=True, augment=config.augmentation,
-                                           out_size=prepared.spec.image_size, drop_last=True)
-                on_step = progress.start(f"{backend.name} {epoch}/{config.epochs}", train_stream.num_images)
+                on_step = progress.start(f"{backend.name} {epoch}/{config.epochs}", source.train_images(epoch))
                 try:
-                    train = backend.train_epoch(prefetch(train_stream), on_step)
+                    train = source.train(epoch, on_step)
                 finally:
                     progress.close()
                 t1 = time.perf_counter()
                 monitor.set_phase(epoch, "eval")
-                test_stream = BatchStream(dataset.test_images, dataset.test_labels, batch_size=config.batch_size,
-                                          seed=seed, epoch=epoch, shuffle=False, augment="none",
-                                          out_size=prepared.spec.image_size, drop_last=False)
-                test = backend.evaluate(prefetch(test_stream))
+                test = source.evaluate(epoch)
                 t2 = time.perf_counter()
                 util = monitor.take_epoch()
                 train_time, eval_time = t1 - t0, t2 - t1
@@ -251,7 +291,7 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                     "test_loss": test.loss, "test_acc": test.accuracy, "test_top5_acc": test.top5_accuracy,
                     "train_time_s": train_time, "eval_time_s": eval_time, "data_wait_s": train.data_wait_s,
                     "train_images_per_s": train.count / train_time if train_time > 0 else None,
-                    "eval_images_per_s": n_test / eval_time if eval_time > 0 else None,
+                    "eval_images_per_s": test.count / eval_time if eval_time > 0 else None,
                     "train_gflops_per_s": prepared.flops_per_image * train.count / train_time / 1e9 if train_time > 0 else None,
                     "status": R.EPOCH_OK,
                 }
