@@ -84,7 +84,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness import session
 
-    command = "bench " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("bench") else shlex.join(sys.argv)
+    command = "bench " + shlex.join(sys.argv[1:])  # as the user would type it again
     given = _given(args)
     if args.resume is not None:
         if "backends" in given:

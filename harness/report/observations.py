@@ -1,0 +1,243 @@
+"""Plain sentences computed from the numbers, each tied to the figure that shows it.
+
+Every sentence states a measured figure and where it comes from ("median of epochs 2-5"),
+so a reader can check it against the table; thresholds that turn a number into a verdict
+("saturated", "a bottleneck") are constants here, named and explained once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.report.table import num
+
+# Mean system CPU utilisation while training at or above which the CPU counts as saturated:
+# samplers read 90-97 % on a fully busy machine (OS, sampler, Python's own thread).
+CPU_SATURATED_PCT = 90.0
+CPU_BUSY_PCT = 75.0
+# Share of the training pass spent blocked on the next batch above which input is the limit,
+# and below which it is negligible.
+DATA_BOTTLENECK_PCT = 10.0
+DATA_NEGLIGIBLE_PCT = 3.0
+# Change of epoch time from the first to the last steady epoch that counts as drift.
+DRIFT_PCT = 10.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    text: str
+    figure: str | None  # file name of the figure that shows it, e.g. "throughput.png"
+    headline: bool = False  # belongs in the report's summary, not only beside its figure
+
+
+def _namer(groups: list[dict[str, Any]]):
+    """Names for rows that say only what differs: 'torch', 'torch on laptop (cpu)',
+    'torch (resnet20, batch 64) on laptop'."""
+    many_machines = len({g["machine_id"] for g in groups}) > 1
+    fields = [(k, fmt) for k, fmt in (("model", "{}"), ("dataset", "{}"), ("batch_size", "batch {}"),
+                                      ("world_size", "{} processes"), ("epochs_planned", "{} epochs"))
+              if len({g[k] for g in groups}) > 1]
+    show_device = len({g["device"] for g in groups}) > 1
+
+    def name(g: dict[str, Any]) -> str:
+        out = g["backend"]
+        if fields:
+            out += " (" + ", ".join(fmt.format(g[k]) for k, fmt in fields) + ")"
+        if many_machines:
+            out += f" on {g['hostname']}"
+        if show_device:
+            out += f" ({g['device']})" if many_machines else f" on {g['device']}"
+        return out
+    return name
+
+
+def _epochs_note(gs: list[dict[str, Any]]) -> str:
+    spans = {g.get("timed_epochs") for g in gs}
+    if len(spans) == 1 and (span := spans.pop()) and span != "varies":
+        return f"median of epochs {span}" if "-" in span else f"epoch {span}"
+    return "medians of the epochs after the first"
+
+
+def _config_key(g: dict[str, Any]) -> tuple:
+    return (g["model"], g["dataset"], g["batch_size"], g["world_size"])
+
+
+def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None = None) -> list[Observation]:
+    """All observations for grouped rows (from :func:`~harness.report.compare.group_runs`)."""
+    if not groups:
+        return []
+    name = _namer(groups)
+    who = {id(g): name(g) for g in groups}
+    out: list[Observation] = []
+    out += _speed(groups)
+    out += _machines(groups)
+    out += _scaling(scaling or [])
+    out += _utilisation(groups, who)
+    out += _data_loading(groups, who)
+    out += _warmup_and_drift(groups, who)
+    out += _accuracy(groups, who)
+    out += _stops(groups, who)
+    return out
+
+
+def _speed(groups: list[dict[str, Any]]) -> list[Observation]:
+    """Backends against each other, per machine and configuration."""
+    out = []
+    buckets: dict[tuple, list[dict[str, Any]]] = {}
+    for g in groups:
+        if g.get("train_images_per_s"):
+            buckets.setdefault((g["machine"], g["device"]) + _config_key(g), []).append(g)
+    for (machine, device, model, dataset, batch, _), gs in buckets.items():
+        gs = sorted(gs, key=lambda g: -g["train_images_per_s"])
+        what = f"{model} ({dataset}, batch {batch}, {device})"
+        fast = gs[0]
+        if len(gs) == 1:
+            lo, hi = fast.get("train_images_per_s_min"), fast.get("train_images_per_s_max")
+            spread = f", range {num(lo)}–{num(hi)}" if lo is not None and hi is not None and lo != hi else ""
+            out.append(Observation(f"On {machine}, {fast['backend']} trained {what} at {num(fast['train_images_per_s'])} "
+                                   f"images/s ({_epochs_note(gs)}{spread}).", "throughput.png", True))
+            continue
+        others = ", ".join(f"{fast['train_images_per_s'] / g['train_images_per_s']:.1f}x {g['backend']}'s "
+                           f"{num(g['train_images_per_s'])} images/s" for g in gs[1:])
+        out.append(Observation(f"On {machine}, {fast['backend']} trained {what} at {num(fast['train_images_per_s'])} "
+                               f"images/s, {others} ({_epochs_note(gs)}).", "throughput.png", True))
+    return out
+
+
+def _machines(groups: list[dict[str, Any]]) -> list[Observation]:
+    """The same backend and configuration on different machines (any device)."""
+    out = []
+    buckets: dict[tuple, list[dict[str, Any]]] = {}
+    for g in groups:
+        if g.get("train_images_per_s"):
+            buckets.setdefault((g["backend"],) + _config_key(g), []).append(g)
+    for (backend, model, *_), gs in buckets.items():
+        if len({g["machine_id"] for g in gs}) < 2:
+            continue
+        gs = sorted(gs, key=lambda g: -g["train_images_per_s"])
+        fast, slow = gs[0], gs[-1]
+        out.append(Observation(
+            f"{backend} trained {model} {fast['train_images_per_s'] / slow['train_images_per_s']:.1f}x faster on "
+            f"{fast['hostname']} ({fast['device']}) than on {slow['hostname']} ({slow['device']}): "
+            f"{num(fast['train_images_per_s'])} against {num(slow['train_images_per_s'])} images/s.", "throughput.png",
+            True))
+    return out
+
+
+def _scaling(rows: list[dict[str, Any]]) -> list[Observation]:
+    out = []
+    for name in dict.fromkeys(r["series"] for r in rows):
+        pts = [r for r in rows if r["series"] == name]
+        ref, top = pts[0], pts[-1]
+        out.append(Observation(
+            f"{name}: {top['processes']} processes trained at {num(top['train_images_per_s'])} images/s, "
+            f"{top['speedup']:.1f}x the throughput of {ref['processes']} process{'es' if ref['processes'] > 1 else ''} "
+            f"({100 * top['efficiency']:.0f} % scaling efficiency).", "scaling.png", True))
+    return out
+
+
+def _utilisation(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    out = []
+    for g in groups:
+        cpu, proc = g.get("cpu_util_mean_pct"), g.get("process_cpu_pct")
+        if str(g["device"]).startswith("cuda") and g.get("gpu_util_mean_pct") is not None:
+            gpu = g["gpu_util_mean_pct"]
+            verdict = "kept the GPU busy" if gpu >= 80 else "left the GPU idle part of the time"
+            out.append(Observation(f"{who[id(g)]} {verdict}: mean GPU utilisation {gpu:.0f} % during training, "
+                                   f"peak GPU memory {num(g.get('gpu_mem_peak_mb'))} MiB.", "gpu_util.png"))
+        if cpu is None:
+            continue
+        of = f" of {g['cpu_logical_cores']}" if g.get("cpu_logical_cores") else ""
+        cores = f"; the process kept {proc / 100:.1f}{of} logical cores busy on average" if proc is not None else ""
+        verdict = ("The CPU was saturated" if cpu >= CPU_SATURATED_PCT else
+                   "The CPU was busy but not saturated" if cpu >= CPU_BUSY_PCT else "The CPU was not saturated")
+        out.append(Observation(f"{verdict} for {who[id(g)]}: mean system utilisation {cpu:.0f} % during "
+                               f"training{cores}.", "cpu_util.png", g["device"] == "cpu"))
+    return out
+
+
+def _data_loading(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    shares = [(g["data_wait_pct"], g) for g in groups if g.get("data_wait_pct") is not None]
+    if not shares:
+        return []
+    if all(p < DATA_NEGLIGIBLE_PCT for p, _ in shares):
+        worst, g = max(shares, key=lambda x: x[0])
+        where = f" (at most, for {who[id(g)]})" if len(shares) > 1 else ""
+        return [Observation(f"Data loading was not a bottleneck: the training loop waited for data "
+                            f"{worst:.1f} % of the time{where}.", "epoch_breakdown.png")]
+    out = []
+    fine = [g for p, g in shares if p < DATA_NEGLIGIBLE_PCT]
+    if fine:
+        worst = max(g["data_wait_pct"] for g in fine)
+        names = [who[id(g)] for g in fine]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        out.append(Observation(f"Data loading was not a bottleneck for {listed}: the training loop waited for "
+                               f"data {'at most ' if len(fine) > 1 else ''}{worst:.1f} % of the time.",
+                               "epoch_breakdown.png"))
+    for p, g in shares:
+        if p < DATA_NEGLIGIBLE_PCT:
+            continue
+        if p >= DATA_BOTTLENECK_PCT:
+            out.append(Observation(f"Data loading was a bottleneck for {who[id(g)]}: the training loop waited for "
+                                   f"data {p:.0f} % of the time.", "epoch_breakdown.png", True))
+        else:
+            out.append(Observation(f"Data loading cost {who[id(g)]} {p:.1f} % of the training time in waiting for "
+                                   f"batches.", "epoch_breakdown.png"))
+    return out
+
+
+def _warmup_and_drift(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    out = []
+    ratios = [(g["warmup_epoch_time_s"] / g["epoch_time_s"], g) for g in groups
+              if g.get("warmup_epoch_time_s") and g.get("epoch_time_s") and g.get("timed_epochs") not in ("", "1")]
+    if ratios:
+        lo, hi = min(r for r, _ in ratios), max(r for r, _ in ratios)
+        span = f"{lo:.1f}x" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}x to {hi:.1f}x"
+        out.append(Observation(f"The first epoch took {span} as long as the median of the later ones (warm-up: "
+                               f"memory allocation, kernel selection, caches); the speed figures leave it out.",
+                               "epoch_time.png"))
+    for g in groups:
+        lo, hi = g.get("epoch_time_s_min"), g.get("epoch_time_s_max")
+        if g["runs"] == 1 and lo and hi and 100 * (hi - lo) / lo > DRIFT_PCT:
+            out.append(Observation(f"Epoch times of {who[id(g)]} varied by {100 * (hi - lo) / lo:.0f} % after warm-up "
+                                   f"({num(lo)}–{num(hi)} s): check for other load or thermal throttling.",
+                                   "epoch_time.png"))
+    return out
+
+
+def _accuracy(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    out = []
+    buckets: dict[tuple, list[dict[str, Any]]] = {}
+    for g in groups:
+        if g.get("best_test_acc") is not None:
+            buckets.setdefault((g["model"], g["dataset"]), []).append(g)
+    for (model, dataset), gs in buckets.items():
+        gs = sorted(gs, key=lambda g: -g["best_test_acc"])
+        parts = []
+        for g in gs:
+            name = who[id(g)]
+            at = f" (epoch {g['best_epoch']} of {g['epochs']})" if g.get("best_epoch") else f" (median of {g['runs']} runs)"
+            parts.append(f"{name} {100 * g['best_test_acc']:.1f} %{at}")
+        out.append(Observation(f"Best test accuracy, {model} on {dataset}: {', '.join(parts)}.", "accuracy_epoch.png",
+                               True))
+        target = next((g["target_acc"] for g in gs if g.get("target_acc") is not None), None)
+        if target is not None:
+            bits = []
+            for g in sorted(gs, key=lambda g: g["time_to_target_s"] if g["time_to_target_s"] is not None else float("inf")):
+                name = who[id(g)]
+                bits.append(f"{name} after {num(g['time_to_target_s'])} s" if g["time_to_target_s"] is not None
+                            else f"{name} did not reach it in {g['epochs']} epochs")
+            out.append(Observation(f"Time to {100 * target:g} % test accuracy ({model}): {'; '.join(bits)}.",
+                                   "accuracy_time.png", True))
+    return out
+
+
+def _stops(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    out = []
+    for g in groups:
+        for r in g.get("_runs", []):
+            if r.get("stopped_at") or r["status"] not in ("completed",):
+                what = r.get("stopped_at") or r["status"]
+                out.append(Observation(f"Run {r['run_id']} of {who[id(g)]} did not complete ({what}); its figures cover "
+                                       f"{r['epochs']} complete epoch{'s' if r['epochs'] != 1 else ''}.", None, True))
+    return out

@@ -1,0 +1,191 @@
+"""Plausible fake run folders, written through the real schema writer (:mod:`harness.results`).
+
+They let the report code be tested, and a report previewed, without training anything:
+``write_synthetic_run(folder, backend="chainer", images_per_s=30)`` gives a run folder that
+``bench compare`` reads exactly as it reads one from ``bench run``. The numbers follow the
+shapes real runs have (a slow first epoch, a saturating accuracy curve, utilisation samples
+every ``sample_s`` seconds) and are seeded, so a test can recompute every figure from the CSVs.
+"""
+from __future__ import annotations
+
+import math
+import random
+import shlex
+from pathlib import Path
+from typing import Any
+
+from harness.results import (
+    COMPLETED,
+    EPOCH_COLUMNS,
+    EPOCH_OK,
+    EPOCHS_CSV,
+    RUN_JSON,
+    SCHEMA_VERSION,
+    UTIL_CSV,
+    CsvAppender,
+    util_columns,
+    write_json,
+)
+
+MACHINES: dict[str, dict[str, Any]] = {
+    "laptop": {
+        "machine_id": "5f1c0a9e2b7d4c11", "hostname": "laptop", "os": "Linux-6.5.0-x86_64 (Ubuntu 22.04)",
+        "cpu_model": "11th Gen Intel(R) Core(TM) i7-1165G7 @ 2.80GHz", "cpu_physical_cores": 4,
+        "cpu_logical_cores": 8, "memory_total_gb": 15.5, "gpus": [], "python": "3.11.9",
+        "numpy": "1.26.4", "blas": "openblas 0.3.23",
+        "libraries": {"torch": "2.14.1", "torchvision": "0.29.1", "chainer": "7.8.1", "cupy": None},
+    },
+    "gpu-box": {
+        "machine_id": "a10a10a10a10a10a", "hostname": "gpu-box", "os": "Linux-5.15.0-aws-x86_64 (Ubuntu 22.04)",
+        "cpu_model": "AMD EPYC 7R32", "cpu_physical_cores": 4, "cpu_logical_cores": 8,
+        "memory_total_gb": 31.0,
+        "gpus": [{"index": 0, "name": "NVIDIA A10G", "driver": "535.104.05", "memory_total_mb": 23028}],
+        "python": "3.11.9", "numpy": "1.26.4", "blas": "mkl 2023.1",
+        "libraries": {"torch": "2.14.1", "torchvision": "0.29.1", "chainer": "7.8.1", "cupy": "13.3.0"},
+    },
+}
+
+
+def write_synthetic_run(
+    folder: Path,
+    *,
+    backend: str = "torch",
+    model: str = "resnet20",
+    dataset: str = "cifar10",
+    device: str = "cpu",
+    machine: str | dict[str, Any] = "laptop",
+    epochs: int = 5,
+    batch_size: int = 128,
+    world_size: int = 1,
+    seed: int = 0,
+    repeat_index: int = 0,
+    images_per_s: float = 300.0,
+    final_acc: float = 0.70,
+    train_size: int = 5000,
+    test_size: int = 1000,
+    cpu_pct: float = 95.0,
+    data_wait_frac: float = 0.005,
+    status: str = COMPLETED,
+    sample_s: float = 1.0,
+    target_acc: float | None = None,
+    started_at: str = "2025-03-01T10:00:00+00:00",
+) -> Path:
+    """Write one run folder (run.json, epochs.csv, util.csv) and return its path.
+
+    ``status`` other than completed ends the run at its last epoch with that row status.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"{backend}/{model}/{seed}/{repeat_index}/{folder.name}")
+    mach = dict(MACHINES[machine]) if isinstance(machine, str) else dict(machine)
+    n_cores = int(mach.get("cpu_logical_cores") or 1)
+    on_gpu = device.startswith("cuda")
+    n_gpus = len(mach.get("gpus") or []) if on_gpu else 0
+    settings = {
+        "backend": backend, "model": model, "dataset": dataset, "device": device, "epochs": epochs,
+        "batch_size": batch_size, "lr": 0.1, "optimizer": "sgd", "momentum": 0.9,
+        "weight_decay": 1e-4, "schedule": "cosine", "seed": seed, "train_size": train_size,
+        "test_size": test_size, "threads": None, "target_acc": target_acc, "world_size": world_size,
+        "results_dir": "results",
+    }
+    command = ["bench", "run", "--backend", backend, "--model", model, "--dataset", dataset,
+               "--device", device, "--epochs", str(epochs), "--batch-size", str(batch_size),
+               "--seed", str(seed)]
+    rows, samples = _epochs_and_samples(
+        rng, folder.name, settings, world_size, images_per_s, final_acc, cpu_pct, data_wait_frac,
+        n_cores, n_gpus, sample_s, status)
+    time_to_target = None
+    if target_acc is not None:
+        time_to_target = next((r["elapsed_s"] for r in rows if r["test_acc"] >= target_acc), None)
+    meta = {
+        "schema_version": SCHEMA_VERSION, "run_id": folder.name, "bench_version": "0.1.0",
+        "status": status, "started_at": started_at, "ended_at": started_at,
+        "command": shlex.join(command), "settings": settings, "seed": seed,
+        "group": f"{model}-{dataset}-{device}-{batch_size}", "repeat_index": repeat_index,
+        "dataset": {"name": dataset, "train_size": train_size, "test_size": test_size,
+                    "sha256": "synthetic, seed 0", "num_classes": 10, "class_names": [str(i) for i in range(10)]},
+        "model": {"name": model, "params": 272474, "trainable_params": 272474, "image_size": 32,
+                  "flops_per_image": 41e6},
+        "machine": mach,
+        "threads": {"requested": None, "env": {"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None,
+                                               "OPENBLAS_NUM_THREADS": None},
+                    "framework": {"intra_op": n_cores // 2, "inter_op": n_cores // 2}},
+        "backend": {"name": backend, "versions": {backend: mach["libraries"].get(backend) or "?"}},
+        "world_size": world_size, "time_to_target_s": time_to_target, "target_acc": target_acc,
+        "epochs_completed": sum(r["status"] == EPOCH_OK for r in rows), "error": None,
+    }
+    write_json(folder / RUN_JSON, meta)
+    epochs_csv = CsvAppender(folder / EPOCHS_CSV, list(EPOCH_COLUMNS), durable=False)
+    for row in rows:
+        epochs_csv.append(row)
+    epochs_csv.close()
+    util_csv = CsvAppender(folder / UTIL_CSV, util_columns(n_cores, n_gpus), durable=False)
+    for sample in samples:
+        util_csv.append(sample)
+    util_csv.close()
+    return folder
+
+
+def _epochs_and_samples(rng, run_id, s, world_size, ips, final_acc, cpu_pct, wait_frac,
+                        n_cores, n_gpus, sample_s, status):
+    rows: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    elapsed = 2.0  # setup before the first epoch
+    eval_ips = ips * 3.2
+    for epoch in range(1, s["epochs"] + 1):
+        warm = 1.6 if epoch == 1 else 1.0
+        train_ips = ips / warm * rng.uniform(0.96, 1.04)
+        train_t = s["train_size"] / train_ips
+        eval_t = s["test_size"] / (eval_ips * rng.uniform(0.95, 1.05))
+        acc = final_acc * (1 - math.exp(-1.3 * epoch)) + rng.uniform(-0.01, 0.01)
+        last = epoch == s["epochs"] and status != COMPLETED
+        row = {
+            "run_id": run_id, "backend": s["backend"], "model": s["model"], "dataset": s["dataset"],
+            "device": s["device"], "batch_size": s["batch_size"], "world_size": world_size,
+            "epoch": epoch, "train_loss": 2.3 * (1 - acc) + 0.1, "train_acc": acc * 1.02,
+            "test_loss": 2.3 * (1 - acc) + 0.2, "test_acc": acc, "test_top5_acc": min(1.0, acc + 0.25),
+            "lr": s["lr"] * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / s["epochs"])),
+            "train_time_s": train_t, "eval_time_s": eval_t, "epoch_time_s": train_t + eval_t + 0.05,
+            "data_wait_s": train_t * wait_frac * rng.uniform(0.8, 1.2),
+            "train_images_per_s": train_ips, "eval_images_per_s": s["test_size"] / eval_t,
+            "train_gflops_per_s": 3 * 41e6 * train_ips / 1e9,
+            "cpu_util_mean_pct": None, "cpu_util_max_pct": None,
+            "process_cpu_pct": cpu_pct / 100 * n_cores * 100 * 0.97,
+            "rss_peak_mb": 900.0 + 40 * epoch, "gpu_util_mean_pct": None, "gpu_util_max_pct": None,
+            "gpu_mem_peak_mb": None, "status": (status if last else EPOCH_OK),
+        }
+        start = elapsed
+        elapsed += row["epoch_time_s"]
+        row["elapsed_s"] = elapsed
+        epoch_samples = _samples(rng, start, row, cpu_pct, n_cores, n_gpus, sample_s)
+        cpu = [x["cpu_pct"] for x in epoch_samples] or [cpu_pct]
+        row["cpu_util_mean_pct"], row["cpu_util_max_pct"] = sum(cpu) / len(cpu), max(cpu)
+        if n_gpus:
+            gpu = [x["gpu0_util_pct"] for x in epoch_samples] or [0.0]
+            row["gpu_util_mean_pct"], row["gpu_util_max_pct"] = sum(gpu) / len(gpu), max(gpu)
+            row["gpu_mem_peak_mb"] = max([x["gpu0_mem_mb"] for x in epoch_samples] or [0.0])
+        samples += epoch_samples
+        rows.append(row)
+    return rows, samples
+
+
+def _samples(rng, start, row, cpu_pct, n_cores, n_gpus, sample_s):
+    out = []
+    t = start + sample_s
+    train_end = start + row["train_time_s"]
+    while t <= row["elapsed_s"]:
+        phase = "train" if t <= train_end else "eval"
+        level = cpu_pct if phase == "train" else cpu_pct * 0.6
+        cores = [max(0.0, min(100.0, level + rng.gauss(0, 6) - (25 if i == 0 else 0))) for i in range(n_cores)]
+        sample = {"timestamp": 1.74e9 + t, "elapsed_s": t, "rank": 0, "epoch": row["epoch"],
+                  "phase": phase, "cpu_pct": sum(cores) / n_cores,
+                  "process_cpu_pct": sum(cores) * 0.97, "rss_mb": 850.0 + 40 * row["epoch"]}
+        sample.update({f"cpu{i}_pct": c for i, c in enumerate(cores)})
+        for g in range(n_gpus):
+            busy = 88 if phase == "train" else 55
+            sample[f"gpu{g}_util_pct"] = max(0.0, min(100.0, busy + rng.gauss(0, 4)))
+            sample[f"gpu{g}_mem_mb"] = 2900.0 + 30 * row["epoch"]
+            sample[f"gpu{g}_power_w"] = 140 + rng.gauss(0, 5)
+        out.append(sample)
+        t += sample_s
+    return out
