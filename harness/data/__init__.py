@@ -1,0 +1,51 @@
+"""bench's data layer: datasets in memory as numpy, and the batches every backend sees.
+
+- :func:`load_dataset` -- ``"cifar10"``, ``"synthetic"`` or ``"imagefolder:PATH"`` to a
+  :class:`Dataset` (uint8 NHWC images, int64 labels, class names, identity for run.json).
+- :class:`BatchStream` -- one epoch of :class:`harness.backend.Batch` es, seeded by
+  (seed, epoch), shuffled, augmented, resized and sharded the same for every backend;
+  :func:`prefetch` builds them ahead on a background thread.
+
+No framework is imported here: the same bytes reach PyTorch and Chainer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.data.cifar import load_cifar10
+from harness.data.dataset import Dataset
+from harness.data.imagefolder import load_imagefolder
+from harness.data.stream import BatchStream, eval_stream, prefetch
+from harness.data.synthetic import make_synthetic
+from harness.errors import BenchError
+
+__all__ = ["Dataset", "BatchStream", "eval_stream", "prefetch", "load_dataset", "load_cifar10",
+           "load_imagefolder", "make_synthetic", "DATASET_CHOICES", "SYNTHETIC_DEFAULT_SIZES"]
+
+DATASET_CHOICES = ("cifar10", "synthetic", "imagefolder:PATH")
+SYNTHETIC_DEFAULT_SIZES = (5000, 1000)  # (train, test) when no size is given
+
+
+def load_dataset(name: str, *, data_dir: Path, train_size: int | None, test_size: int | None,
+                 seed: int, image_size: int = 32, download: bool = True) -> Dataset:
+    """Load ``name`` and cut it to the first ``train_size``/``test_size`` images (None: all).
+
+    ``image_size`` is the stored side for ``synthetic`` and image folders. CIFAR-10 is
+    always stored at 32 px: a model that wants another size gets it per batch from
+    ``BatchStream(out_size=...)``, which keeps 50 000 images at 224 px out of memory.
+    ``seed`` only matters for ``synthetic``.
+    """
+    if name == "cifar10":
+        return load_cifar10(Path(data_dir), download=download).subset(train_size, test_size)
+    if name == "synthetic":
+        default_train, default_test = SYNTHETIC_DEFAULT_SIZES
+        return make_synthetic(train_size=default_train if train_size is None else train_size,
+                              test_size=default_test if test_size is None else test_size,
+                              seed=seed, image_size=image_size)
+    if name.startswith("imagefolder:") and len(name) > len("imagefolder:"):
+        root = Path(name[len("imagefolder:"):]).expanduser()
+        return load_imagefolder(root, image_size=image_size, train_size=train_size, test_size=test_size)
+    raise BenchError(
+        f"unknown dataset {name!r}: choose one of {', '.join(DATASET_CHOICES)} "
+        f"(PATH is a folder with train/<class>/ and valid/ or test/)"
+    )
