@@ -217,8 +217,6 @@ def test_cli_compare(tree, tmp_path):
     damaged = write_synthetic_run(tmp_path / "bad", epochs=2)
     _damage(damaged, "schema 99")
     out = _cli("compare", str(tree), "--format", "csv", "--output", str(tmp_path / "t.csv"), cwd=tmp_path)
-    if "invalid choice: 'compare'" in out.stderr:
-        pytest.skip("harness.cli does not wire in `compare` yet")
     assert out.returncode == 0, out.stderr
     assert len(pd.read_csv(tmp_path / "t.csv")) == 3
     bad = _cli("compare", str(tree), str(damaged), cwd=tmp_path)

@@ -15,6 +15,9 @@ from harness.report.table import num
 # samplers read 90-97 % on a fully busy machine (OS, sampler, Python's own thread).
 CPU_SATURATED_PCT = 90.0
 CPU_BUSY_PCT = 75.0
+# System load beyond this process's own share (percentage points) that means other programs
+# competed for the CPU during the measurement.
+OTHER_LOAD_PCT = 25.0
 # Share of the training pass spent blocked on the next batch above which input is the limit,
 # and below which it is negligible.
 DATA_BOTTLENECK_PCT = 10.0
@@ -151,8 +154,16 @@ def _utilisation(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Obse
         cores = f"; the process kept {proc / 100:.1f}{of} logical cores busy on average" if proc is not None else ""
         verdict = ("The CPU was saturated" if cpu >= CPU_SATURATED_PCT else
                    "The CPU was busy but not saturated" if cpu >= CPU_BUSY_PCT else "The CPU was not saturated")
+        # A busy machine whose load is mostly not this process means other programs competed
+        # for the cores: the speed figures are then a lower bound, and the reader must know.
+        others = ""
+        if proc is not None and g.get("cpu_logical_cores") and cpu >= CPU_BUSY_PCT:
+            own_pct = proc / g["cpu_logical_cores"]
+            if cpu - own_pct >= OTHER_LOAD_PCT:
+                others = (f" Other programs used about {cpu - own_pct:.0f} % of the machine meanwhile, "
+                          f"so these speeds understate what {g['backend']} can do here.")
         out.append(Observation(f"{verdict} for {who[id(g)]}: mean system utilisation {cpu:.0f} % during "
-                               f"training{cores}.", "cpu_util.png", g["device"] == "cpu"))
+                               f"training{cores}.{others}", "cpu_util.png", g["device"] == "cpu"))
     return out
 
 
