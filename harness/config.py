@@ -16,11 +16,11 @@ from typing import Any
 
 from harness.backend import REGISTRY
 from harness.catalogue import MODELS, block_names, model_info
+from harness.data.augment import AUGMENTS  # noqa: F401  (re-exported for the CLI's choices)
 from harness.errors import BenchError
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
-AUGMENTS = ("crop_flip", "random_resized_crop", "flip", "none")
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}  # He et al. 2016 (SGD 0.1); Kingma & Ba 2015 (Adam 1e-3)
 
 

@@ -137,6 +137,25 @@ def test_stream_applies_the_draws_of_each_image():
             np.testing.assert_array_equal(image, expected)
 
 
+def test_flip_mirrors_about_half_the_images_and_leaves_the_rest():
+    """``flip`` (the default when resizing to 224 px) mirrors left-right, nothing else."""
+    x, y = tagged(40, size=8)
+    stream = train_stream(x, y, batch_size=16, augment="flip", out_size=None)
+    flags = stream._params
+    assert 0 < flags.sum() < 40
+    for batch in stream:
+        for image, i in zip(batch.images, batch.labels):
+            np.testing.assert_array_equal(image, x[i, :, ::-1] if flags[i] else x[i])
+
+
+def test_every_augmentation_the_cli_offers_streams():
+    from harness.config import AUGMENTS as cli_choices
+
+    x, y = tagged(6, size=16)
+    for name in cli_choices:
+        assert len(collect(train_stream(x, y, batch_size=3, augment=name, out_size=24))[0]) == 6
+
+
 def test_out_size_resizes_after_augmentation():
     x, y = tagged(10)
     plain = list(train_stream(x, y, batch_size=4))

@@ -8,6 +8,8 @@ on the batch size, the number of ranks or which process asks.
   padded on each side, and a 32x32 crop is randomly sampled from the padded image or its
   horizontal flip"), i.e. torchvision ``RandomCrop(32, padding=4)`` (zero fill) +
   ``RandomHorizontalFlip(0.5)``.
+- ``flip``: ``RandomHorizontalFlip(0.5)`` alone, the default when a 32 px dataset is resized
+  for an ImageNet ResNet (crops of an upscaled 32 px image mostly cut away the object).
 - ``random_resized_crop``: torchvision ``RandomResizedCrop(size, scale=(0.08, 1),
   ratio=(3/4, 4/3))`` + ``RandomHorizontalFlip(0.5)`` (Szegedy et al. 2015, "Inception"
   crops), for transfer learning at 224 px.
@@ -21,7 +23,7 @@ import numpy as np
 
 from harness.data.resize import apply_weights, to_uint8, triangle_weights
 
-AUGMENTS = ("none", "crop_flip", "random_resized_crop")
+AUGMENTS = ("none", "crop_flip", "flip", "random_resized_crop")
 PAD = 4
 
 
@@ -65,6 +67,18 @@ def apply_crop_flip(images: np.ndarray, params: CropFlip, pad: int = PAD) -> np.
     flat = (np.arange(n)[:, None, None] * ph + rows[:, :, None]) * pw + cols[:, None, :]
     pixels = padded.reshape(-1, c).view(np.dtype((np.void, c * images.itemsize))).reshape(-1)
     return np.take(pixels, flat).view(images.dtype).reshape(n, h, w, c)
+
+
+def draw_flip(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Per-image mirror flags (N,) bool."""
+    return rng.random(n) < 0.5
+
+
+def apply_flip(images: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """Mirror the images whose flag is set (left-right), leave the others; a new array."""
+    out = images.copy()
+    out[flip] = images[flip, :, ::-1]
+    return out
 
 
 def draw_resized_crop(rng: np.random.Generator, n: int, height: int, width: int,

@@ -24,7 +24,7 @@ import numpy as np
 
 from harness.backend import Batch
 from harness.data.augment import (
-    AUGMENTS, apply_crop_flip, apply_resized_crop, draw_crop_flip, draw_resized_crop)
+    AUGMENTS, apply_crop_flip, apply_flip, apply_resized_crop, draw_crop_flip, draw_flip, draw_resized_crop)
 from harness.data.resize import resize
 from harness.errors import BenchError
 
@@ -69,6 +69,8 @@ class BatchStream:
         aug_rng = np.random.default_rng([seed, epoch, AUGMENT_TAG])
         if augment == "crop_flip":
             self._params = draw_crop_flip(aug_rng, n)
+        elif augment == "flip":
+            self._params = draw_flip(aug_rng, n)
         elif augment == "random_resized_crop":
             self._params = draw_resized_crop(aug_rng, n, height, width)
         full, rest = divmod(n, batch_size * world)
@@ -98,6 +100,8 @@ class BatchStream:
         images = self.images[idx]
         if self.augment == "crop_flip":
             images = apply_crop_flip(images, _take(self._params, idx))
+        elif self.augment == "flip":
+            images = apply_flip(images, self._params[idx])
         elif self.augment == "random_resized_crop":
             size = self.out_size or images.shape[1]
             return Batch(apply_resized_crop(images, _take(self._params, idx), size), self.labels[idx])
