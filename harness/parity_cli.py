@@ -1,0 +1,73 @@
+"""``bench parity``: torch vs Chainer on the same weights and batch (see :mod:`harness.parity`).
+
+    bench parity --model resnet50 --weights imagenet --image-size 64
+    bench parity --model resnet20 --json
+
+Exit status 0 when every relative difference is within ``--tolerance``, 1 when one is not,
+2 for bad input (as every bench command).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from harness.backend import REGISTRY, load_backend_class
+from harness.catalogue import MODELS
+from harness.config import RunConfig
+from harness.errors import BenchError
+
+DEFAULT_TOLERANCE = 1e-4
+DEFAULT_BATCH = 16
+_D = RunConfig()
+
+
+def add_parity_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "parity", help="check that two backends compute the same logits and SGD step from the same weights",
+        description="Build the model in two backends from the same weights (canonical init or a file), feed "
+                    "the same batch, and report the largest differences of the eval-mode logits and of every "
+                    "parameter after one identical SGD step. Exit 1 if one exceeds --tolerance.")
+    a = p.add_argument
+    a("--model", required=True, choices=list(MODELS), metavar="MODEL", help=f"one of {', '.join(MODELS)}")
+    a("--weights", default="none", help="none (canonical init), imagenet, or PATH to a torchvision .pth / .npz "
+                                        "(default: none)")
+    a("--image-size", type=int, help="input side in pixels (default: the model's native size)")
+    a("--batch-size", type=int, default=DEFAULT_BATCH, help=f"images in the batch (default: {DEFAULT_BATCH})")
+    a("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+      help=f"largest relative difference that passes (default: {DEFAULT_TOLERANCE:g})")
+    a("--classes", type=int, default=10, help="classifier outputs (default: 10)")
+    a("--backend", action="append", choices=list(REGISTRY), dest="backends",
+      help="the two backends to compare (default: torch and chainer)")
+    a("--seed", type=int, default=0, help="seed of the canonical init and of the batch (default: 0)")
+    a("--shortcut", choices=("A", "B"), default=_D.shortcut, help="CIFAR ResNet shortcut (default: A)")
+    a("--head", choices=("linear", "mlp"), default=_D.head, help="classifier head (default: linear)")
+    a("--lr", type=float, default=0.1, help="SGD learning rate of the step (default: 0.1)")
+    a("--weight-decay", type=float, default=5e-4, help="SGD weight decay of the step (default: 5e-4)")
+    a("--threads", type=int, help="CPU threads per framework (default: the framework's own)")
+    a("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    a("--no-download", dest="download", action="store_false", help="never download weights")
+    a("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_parity_command)
+    return p
+
+
+def run_parity_command(args: argparse.Namespace) -> int:
+    from harness.parity import format_report, run_parity
+
+    backends = args.backends or ["torch", "chainer"]
+    if len(backends) != 2 or backends[0] == backends[1]:
+        raise BenchError("bench parity compares two different backends: give --backend twice, or neither")
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise BenchError(f"--tolerance must be a number >= 0, got {args.tolerance}")
+    if args.classes < 1:
+        raise BenchError(f"--classes must be positive, got {args.classes}")
+    config = RunConfig(backends=backends, model=args.model, weights=args.weights, image_size=args.image_size,
+                       batch_size=args.batch_size, seed=args.seed, shortcut=args.shortcut, head=args.head,
+                       lr=args.lr, weight_decay=args.weight_decay, threads=args.threads, device=args.device,
+                       download=args.download, quiet=True).validate()
+    for name in backends:
+        load_backend_class(name)
+    report = run_parity(config, num_classes=args.classes, tolerance=args.tolerance)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
+    return 0 if report.passed else 1
