@@ -1,0 +1,1 @@
+"""ONNX Runtime: an inference-only backend that runs the models `bench export` writes."""
