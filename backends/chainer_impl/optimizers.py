@@ -102,13 +102,21 @@ def make_optimizer(spec: OptimSpec, target: chainer.Link) -> chainer.Optimizer:
     return optimizer
 
 
+def _actual(optimizer: chainer.Optimizer) -> chainer.Optimizer:
+    """The optimiser itself, also when ChainerMN's multi-node optimizer wraps it (distributed
+    runs): the wrapper forwards attribute access but not ``isinstance``."""
+    return getattr(optimizer, "actual_optimizer", optimizer)
+
+
 def get_lr(optimizer: chainer.Optimizer) -> float:
+    optimizer = _actual(optimizer)
     return optimizer.alpha if isinstance(optimizer, chainer.optimizers.Adam) else optimizer.lr
 
 
 def set_lr(optimizer: chainer.Optimizer, lr: float, *, rescale: bool = True) -> None:
     """Set the learning rate; for SGD also rescale the velocities (module docstring, point 1)
     unless ``rescale=False`` (velocities just loaded from a checkpoint taken at ``lr``)."""
+    optimizer = _actual(optimizer)
     if isinstance(optimizer, chainer.optimizers.Adam):
         optimizer.alpha = lr  # Adam's moments do not contain lr: nothing to rescale
         return
