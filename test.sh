@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/ensure-venv.sh
+bash scripts/ensure-mpi.sh  # Open MPI + mpi4py for the ChainerMN tests (never fatal; they skip, saying why)
 exec .venv/bin/python -m pytest "$@"

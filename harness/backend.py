@@ -160,7 +160,14 @@ class Backend(Protocol):
 REGISTRY: dict[str, tuple[str, str]] = {
     "torch": ("backends.torch_impl.backend:TorchBackend", "torch==2.14.1 torchvision==0.29.1"),
     "chainer": ("backends.chainer_impl.backend:ChainerBackend", "chainer==7.8.1"),
+    # Inference only (`bench infer` on a model `bench export` wrote); cannot train.
+    "onnxruntime": ("backends.onnxruntime_impl.backend:OnnxRuntimeBackend", "onnxruntime==1.32.0 onnx==1.23.2"),
 }
+
+# Backends whose class says ``supports_training = False``, known without importing them so
+# that `bench run --backend onnxruntime` fails in RunConfig.validate() before any work.
+# tests/test_onnx.py checks this set against the classes' flags.
+INFERENCE_ONLY: frozenset[str] = frozenset({"onnxruntime"})
 
 
 def backend_names() -> list[str]:

@@ -66,10 +66,20 @@ def _add_run_parser(sub: Any) -> None:
     a("--train-bn", action="store_true", default=None, help="with --freeze backbone, still update BatchNorm statistics")
     a("--head", choices=("linear", "mlp"), help=f"classifier head for ImageNet ResNets (default: {_D.head})")
     a("--augment", choices=AUGMENTS, help="training augmentation (default: crop_flip at 32 px, flip when resized)")
+    a("--weights", help="none: canonical random init; imagenet: torchvision's IMAGENET1K_V1 (resnet18..152, "
+      "from its cache or downloaded); PATH: a torchvision state_dict .pth or a `bench weights convert` .npz "
+      f"(default: {_D.weights})")
+    a("--cache-features", action="store_true", default=None,
+      help="with --freeze backbone --augment none: compute the backbone's features once (cached under "
+           "DATA_DIR/feature-cache/) and train the head on them")
     a("--image-size", type=int, help="input side in pixels (default: the model's: 32 CIFAR ResNets, 224 others)")
-    a("--no-download", dest="download", action="store_false", default=None, help="never download datasets")
+    a("--no-download", dest="download", action="store_false", default=None, help="never download datasets or weights")
     a("--sample-interval", type=float, dest="sample_interval_s",
       help=f"seconds between utilisation samples (default: {_D.sample_interval_s})")
+    a("--distributed", action="store_true", default=None,
+      help="data-parallel over the processes torchrun (torch) or mpiexec (chainer) started; --batch-size "
+           "stays the global batch. `bench launch` prints and runs the launcher line (default: off; on "
+           "by itself under a launcher with more than one process)")
     p.set_defaults(func=_cmd_run)
 
 
@@ -149,6 +159,19 @@ def _optional_commands() -> list[Callable[[Any], None]]:
         out += [add_compare_parser, add_report_parser]
     except ImportError:
         pass
+    # bench parity / bench weights (harness/parity_cli.py, harness/weights_cli.py)
+    from harness.parity_cli import add_parity_parser
+    from harness.weights_cli import add_weights_parser
+
+    out += [add_parity_parser, add_weights_parser]
+    # bench infer / bench export (harness/infer_cli.py)
+    from harness.infer_cli import add_export_parser, add_infer_parser
+
+    out += [add_infer_parser, add_export_parser]
+    # bench launch (harness/launch.py): the torchrun / mpiexec line for --distributed
+    from harness.launch import add_launch_parser
+
+    out.append(add_launch_parser)
     return out
 
 

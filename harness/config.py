@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.backend import REGISTRY
+from harness.backend import INFERENCE_ONLY, REGISTRY
 from harness.catalogue import MODELS, block_names, model_info
 from harness.data.augment import AUGMENTS  # noqa: F401  (re-exported for the CLI's choices)
 from harness.errors import BenchError
@@ -54,6 +54,10 @@ class RunConfig:
     head: str = "linear"
     augment: str | None = None  # None: crop_flip at 32 px, flip when resizing
     image_size: int | None = None  # None: the model's native size
+    cache_features: bool = False  # frozen backbone: compute its features once, train the head on them
+    # Data-parallel over the processes a launcher started (harness/distributed.py);
+    # batch_size stays the GLOBAL batch, each process takes batch_size / processes.
+    distributed: bool = False
     download: bool = True
     sample_interval_s: float = 0.5
 
@@ -79,6 +83,9 @@ class RunConfig:
         for name in self.backends:
             if name not in REGISTRY:
                 raise BenchError(f"unknown backend {name!r}: choose from {', '.join(REGISTRY)}")
+            if name in INFERENCE_ONLY:
+                raise BenchError(f"{name} is an inference-only backend: train with torch or chainer, then "
+                                 f"`bench export RUN_DIR --format onnx` and `bench infer RUN_DIR --backend {name}`")
         if len(set(self.backends)) != len(self.backends):
             raise BenchError("a backend is listed twice in --backend: list each once")
         info = model_info(self.model)
@@ -119,7 +126,41 @@ class RunConfig:
             raise BenchError("--freeze backbone needs a ResNet: small_cnn has no pretrained backbone")
         if self.sample_interval_s <= 0:
             raise BenchError("--sample-interval must be > 0 seconds")
+        self._validate_transfer()
+        self._validate_distributed()
         return self
+
+    def _validate_distributed(self) -> None:
+        """What --distributed cannot combine with; the launcher's checks (world size, batch
+        divisibility) are harness.distributed.plan()'s, which knows the world size."""
+        if not self.distributed:
+            return
+        if len(self.backends) != 1:
+            raise BenchError("a distributed run trains one backend: pass --backend once "
+                             "(`bench launch` one job per backend)")
+        if self.cache_features:
+            raise BenchError("--cache-features cannot be used with --distributed: the feature cache is "
+                             "computed and trained in one process; drop one of them")
+
+    def _validate_transfer(self) -> None:
+        """--weights and --cache-features (harness/weights.py, harness/feature_cache.py)."""
+        from harness.weights import check_spec
+
+        check_spec(self.weights, self.model, download=self.download)
+        if not self.cache_features:
+            return
+        why = "features can be computed once only if the backbone never changes and sees the same images every epoch"
+        if self.freeze != "backbone":
+            raise BenchError(f"--cache-features needs --freeze backbone: {why}")
+        if self.augmentation != "none":
+            raise BenchError(f"--cache-features needs --augment none (augmentation is {self.augmentation}, so "
+                             f"every epoch's images differ): {why}")
+        if self.train_bn:
+            raise BenchError(f"--cache-features cannot be used with --train-bn, which updates the backbone's "
+                             f"BatchNorm statistics every step: {why}")
+        if self.no_skip:
+            raise BenchError(f"--cache-features cannot be used with --no-skip: ablated blocks are re-initialised "
+                             f"and trained, so the backbone changes; {why}")
 
     def settings(self) -> dict[str, Any]:
         """Every setting after defaults, JSON-ready, for run.json."""

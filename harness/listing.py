@@ -44,7 +44,7 @@ def describe(*, param_counts: bool = True) -> dict[str, Any]:
             backend = create_backend(name)
             entry["devices"] = [{"name": d.name, "usable": d.usable, "detail": d.detail} for d in backend.devices()]
             entry["capabilities"] = {"onnx": backend.supports_onnx, "distributed": backend.supports_distributed}
-            if param_counts:
+            if param_counts and getattr(backend, "supports_training", True):  # onnxruntime builds no models
                 entry["params"] = _param_counts(name)
         backends[name] = entry
     models = {name: {"family": info.family, "image_size": info.image_size, "description": info.description,

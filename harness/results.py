@@ -303,3 +303,85 @@ def find_runs(patterns: Iterable[str]) -> list[Path]:
             found.extend(children)
     seen: set[Path] = set()
     return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+# --- inference results (`bench infer`) --------------------------------------------------------
+#
+# An inference run is a folder of its own, beside training runs: run.json with
+# ``"kind": "infer"`` (training runs have no "kind", or "train") and infer.csv, one row per
+# batch size. Readers of training runs should pass over folders where :func:`is_infer_folder`
+# is true; :func:`read_infer` reads them.
+
+KIND_INFER = "infer"
+INFER_CSV = "infer.csv"
+
+# name -> description (with unit). Order is the CSV column order.
+INFER_COLUMNS: dict[str, str] = {
+    "run_id": "the inference run folder's name",
+    "backend": "backend that ran the model (torch, chainer, onnxruntime)",
+    "model": "model name (resnet20, resnet50, ...)",
+    "dataset": "dataset name of the source training run (cifar10, synthetic, imagefolder:...)",
+    "device": "device string (cpu, cuda:0)",
+    "batch_size": "images per predict() call (images)",
+    "images": "images timed at this batch size: batch_size x timed calls, warm-up excluded (images)",
+    "latency_p50_ms": "median wall time of one predict() call: uint8 NHWC in, logits on the host out (ms)",
+    "latency_p90_ms": "90th percentile of the call time (ms)",
+    "latency_p99_ms": "99th percentile of the call time (ms; from --iters samples, so the maximum below 100)",
+    "latency_mean_ms": "mean call time (ms)",
+    "images_per_s": "images / total timed wall time at this batch size (images/s)",
+    "top1_acc": "top-1 accuracy on the source run's test set (fraction 0-1; the same on every row)",
+    "top5_acc": "top-5 accuracy on the source run's test set (fraction 0-1; the same on every row)",
+}
+
+
+@dataclass
+class InferFolder:
+    """A validated inference folder: run.json as a dict, infer.csv as a pandas DataFrame."""
+
+    path: Path
+    meta: dict[str, Any]
+    rows: Any  # pandas.DataFrame, one row per batch size
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id", self.path.name))
+
+
+def is_infer_folder(folder: Path) -> bool:
+    """True for a folder `bench infer` wrote (run.json says kind "infer"); never raises."""
+    try:
+        meta = json.loads((Path(folder) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == KIND_INFER
+
+
+def read_infer(folder: Path) -> InferFolder:
+    """Read and validate one `bench infer` folder (from this machine or any other)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    if meta.get("kind") != KIND_INFER:
+        raise BenchError(f"{folder} is a training run, not an inference run: pass folders made by `bench infer`")
+    csv_path = folder / INFER_CSV
+    if not csv_path.is_file():
+        raise BenchError(f"{folder} has no {INFER_CSV}: the inference run recorded nothing (re-run it, or leave it out)")
+    try:
+        rows = pd.read_csv(csv_path)
+    except (ValueError, OSError) as exc:
+        raise BenchError(f"{csv_path} cannot be parsed as CSV ({exc}): the file is damaged") from None
+    missing = [c for c in INFER_COLUMNS if c not in rows.columns]
+    if missing:
+        raise BenchError(f"{csv_path} lacks columns {', '.join(missing[:5])}: it was not written by this "
+                         f"schema (version {SCHEMA_VERSION}); re-run with this bench")
+    return InferFolder(folder, meta, rows)
+
+
+def split_by_kind(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """(training run folders, inference run folders) of ``paths``, e.g. of :func:`find_runs`."""
+    train: list[Path] = []
+    infer: list[Path] = []
+    for path in paths:
+        (infer if is_infer_folder(path) else train).append(Path(path))
+    return train, infer

@@ -19,7 +19,7 @@ import secrets
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -33,11 +33,13 @@ from harness.config import RunConfig, lr_at
 from harness.data import load_dataset
 from harness.data.dataset import Dataset
 from harness.data.stream import BatchStream, prefetch
+from harness.distributed import LOCAL, Dist, UtilRelay, combine_epoch, epoch_part, per_rank_record, state_digest
 from harness.errors import BenchError, Diverged
 from harness.flops import train_flops_per_image
 from harness.init_weights import initial_state
 from harness.monitor import Monitor
 from harness.sysinfo import machine_info
+from harness.weights import apply as apply_weights
 
 EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -104,6 +106,7 @@ class Prepared:
     spec: ModelSpec
     thread_settings: dict[str, Any]
     flops_per_image: int
+    weights: dict[str, Any] = field(default_factory=dict)  # run.json model.weights (harness/weights.py)
 
 
 def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -> Prepared:
@@ -119,10 +122,14 @@ def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -
     backend.build(spec, optim, InputSpec(mean=info.mean, std=info.std))
     shapes = {k: tuple(v.shape) for k, v in backend.state_arrays().items()}
     backend.load_arrays(initial_state(shapes, seed))
+    # --weights over the canonical init; a head that does not fit and --no-skip blocks keep
+    # the canonical init ("re-initialised and trainable"). harness/weights.py.
+    weights = apply_weights(backend, spec=config.weights, model=config.model, no_skip=tuple(config.no_skip),
+                            download=config.download, quiet=config.quiet)
     flops = train_flops_per_image(info, image_size=spec.image_size, num_classes=num_classes,
                                   shortcut=spec.shortcut, head=spec.head,
                                   frozen_backbone=spec.freeze == "backbone")
-    return Prepared(backend, spec, threads, flops)
+    return Prepared(backend, spec, threads, flops, weights)
 
 
 class _Signals:
@@ -181,8 +188,18 @@ def _gpu_index(device: str) -> int | None:
     return int(device.split(":")[1]) if ":" in device else 0
 
 
+def _bn_statistics(config: RunConfig) -> str:
+    """What happens to BatchNorm running statistics during training, for run.json."""
+    if config.train_bn or config.freeze == "none":
+        return "trained"
+    return "frozen (trained only in the --no-skip blocks)" if config.no_skip else "frozen"
+
+
 def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, command: str,
-              dataset: Dataset, prepared: Prepared) -> tuple[Path, dict[str, Any]]:
+              dataset: Dataset, prepared: Prepared,
+              distributed: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Create the run folder and run.json. ``distributed``: run.json's section for a
+    distributed run (harness.distributed.Dist.run_meta; rank 0 alone calls this)."""
     run_dir = new_run_dir(config.results_dir, name, config.model)
     total, trainable = prepared.backend.param_count()
     settings = config.settings()
@@ -196,15 +213,20 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
         "model": {"name": config.model, "params": total, "trainable_params": trainable,
                   "image_size": prepared.spec.image_size, "train_flops_per_image": prepared.flops_per_image,
                   "shortcut": config.shortcut, "no_skip": list(config.no_skip), "head": config.head,
-                  "freeze": config.freeze, "bn_statistics": ("trained" if config.train_bn or config.freeze == "none" else "frozen"),
-                  "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights},
+                  "freeze": config.freeze, "bn_statistics": _bn_statistics(config),
+                  "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights,
+                  # where --weights came from (path, sha256) and which parts kept the canonical init
+                  "weights_source": prepared.weights},
         "machine": machine_info(),
         "threads": {"requested": config.threads, "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                     "framework": prepared.thread_settings},
         "backend": {"name": name, "versions": prepared.backend.versions()},
-        "world_size": 1, "target_acc": config.target_acc, "time_to_target_s": None,
+        "world_size": distributed["world_size"] if distributed else 1,
+        "target_acc": config.target_acc, "time_to_target_s": None,
         "epochs_completed": 0, "resumes": [], "error": None,
     }
+    if distributed:
+        meta["distributed"] = distributed
     R.write_json(run_dir / R.RUN_JSON, meta)
     return run_dir, meta
 
@@ -230,13 +252,17 @@ class StreamSource:
     dataset: Dataset
     seed: int
     image_size: int
+    # (rank, world) of a distributed run: this rank's part of every global batch, for training
+    # and evaluation alike. config.batch_size is the global batch (it divides by world:
+    # harness.distributed.plan checked), so the images of global step k never depend on world.
+    shard: tuple[int, int] = (0, 1)
 
     def _stream(self, epoch: int, train: bool) -> BatchStream:
         d = self.dataset
         images, labels = (d.train_images, d.train_labels) if train else (d.test_images, d.test_labels)
-        return BatchStream(images, labels, batch_size=self.config.batch_size, seed=self.seed, epoch=epoch,
-                           shuffle=train, augment=self.config.augmentation if train else "none",
-                           out_size=self.image_size, drop_last=train)
+        return BatchStream(images, labels, batch_size=self.config.batch_size // self.shard[1], seed=self.seed,
+                           epoch=epoch, shuffle=train, augment=self.config.augmentation if train else "none",
+                           out_size=self.image_size, drop_last=train, shard=self.shard)
 
     def train_images(self, epoch: int) -> int:
         return self._stream(epoch, True).num_images
@@ -251,41 +277,61 @@ class StreamSource:
 
 
 def make_source(config: RunConfig, prepared: "Prepared", dataset: Dataset, seed: int) -> EpochSource:
+    if config.cache_features:  # frozen backbone: its features once, then the head alone
+        from harness.feature_cache import FeatureSource
+
+        return FeatureSource(config, prepared, dataset, seed)
     return StreamSource(config, prepared.backend, dataset, seed, prepared.spec.image_size)
 
 
 def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir: Path, meta: dict[str, Any],
-               seed: int, first_epoch: int, elapsed_offset: float, progress: Progress) -> str:
-    """Epochs ``first_epoch..config.epochs``; returns the final status. Writes every row."""
+               seed: int, first_epoch: int, elapsed_offset: float, progress: Progress,
+               dist: Dist = LOCAL) -> str:
+    """Epochs ``first_epoch..config.epochs``; returns the final status. Writes every row.
+
+    Distributed (``dist``, harness/distributed.py): every rank runs this loop in step on its
+    shard; each epoch's figures of all ranks are combined into one row (identically on every
+    rank, so all take the same decisions), and only rank 0 (``writes``) touches the run folder.
+    """
     backend = prepared.backend
+    writes = dist.is_writer
     ckpt_path = run_dir / f"checkpoint{backend.checkpoint_suffix}"
-    writer = R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS))
+    writer = R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)) if writes else None
     base_row = {"run_id": run_dir.name, "backend": backend.name, "model": config.model, "dataset": config.dataset,
-                "device": config.device, "batch_size": config.batch_size, "world_size": 1}
-    source = make_source(config, prepared, dataset, seed)
+                "device": config.device, "batch_size": config.batch_size, "world_size": dist.world_size}
+    # A rank streams its shard of every global batch (--cache-features is refused with --distributed).
+    source = (StreamSource(config, backend, dataset, seed, prepared.spec.image_size, shard=dist.shard)
+              if dist.distributed else make_source(config, prepared, dataset, seed))
+    relay = UtilRelay(dist, run_dir / R.UTIL_CSV)  # ranks > 0 sample into a spool that rank 0 merges
     start = time.perf_counter()
     status = R.COMPLETED
     epoch = first_epoch
     try:
-        with _Signals(), Monitor(run_dir / R.UTIL_CSV, interval_s=config.sample_interval_s,
-                                 gpu_index=_gpu_index(config.device), start_time=start,
-                                 elapsed_offset_s=elapsed_offset) as monitor:
+        with _Signals(), Monitor(relay.monitor_path, interval_s=config.sample_interval_s,
+                                 gpu_index=_gpu_index(dist.rank_config(config).device),
+                                 rank=dist.rank, start_time=start, elapsed_offset_s=elapsed_offset) as monitor:
             for epoch in range(first_epoch, config.epochs + 1):
                 lr = lr_at(config, epoch)
                 backend.set_lr(lr)
                 t0 = time.perf_counter()
                 monitor.set_phase(epoch, "train")
                 on_step = progress.start(f"{backend.name} {epoch}/{config.epochs}", source.train_images(epoch))
+                if dist.distributed:
+                    on_step = _report_only(on_step)
                 try:
                     train = source.train(epoch, on_step)
                 finally:
                     progress.close()
+                dist.comm.sync_buffers(backend)  # BatchNorm running statistics: the mean over ranks
                 t1 = time.perf_counter()
                 monitor.set_phase(epoch, "eval")
                 test = source.evaluate(epoch)
                 t2 = time.perf_counter()
-                util = monitor.take_epoch()
-                train_time, eval_time = t1 - t0, t2 - t1
+                parts = dist.comm.allgather(epoch_part(train, t1 - t0, test, t2 - t1, monitor.take_epoch()))
+                train, train_time, test, eval_time, util = combine_epoch(parts)
+                relay.exchange()
+                if writes and dist.distributed:
+                    meta["distributed"]["per_epoch"].append(per_rank_record(epoch, parts))
                 row = base_row | util | {
                     "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.accuracy,
                     "test_loss": test.loss, "test_acc": test.accuracy, "test_top5_acc": test.top5_accuracy,
@@ -297,36 +343,56 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                 }
                 if not (math.isfinite(train.loss) and math.isfinite(test.loss)):
                     raise Diverged()
-                tmp = ckpt_path.with_name(f".{ckpt_path.name}.tmp")
-                backend.save_checkpoint(tmp)
-                os.replace(tmp, ckpt_path)
+                if writes:
+                    tmp = ckpt_path.with_name(f".{ckpt_path.name}.tmp")
+                    backend.save_checkpoint(tmp)
+                    os.replace(tmp, ckpt_path)
                 row["epoch_time_s"] = time.perf_counter() - t0
                 row["elapsed_s"] = elapsed_offset + time.perf_counter() - start
-                R.write_json(run_dir / R.CHECKPOINT_JSON, {"epoch": epoch, "elapsed_s": row["elapsed_s"], "row": row})
-                writer.append(row)
                 meta["epochs_completed"] = epoch
                 reached = config.target_acc is not None and test.accuracy >= config.target_acc
                 if reached and meta.get("time_to_target_s") is None:
                     meta["time_to_target_s"] = row["elapsed_s"]
                     meta["target_reached_epoch"] = epoch
-                R.write_json(run_dir / R.RUN_JSON, meta)
+                if writes:
+                    R.write_json(run_dir / R.CHECKPOINT_JSON, {"epoch": epoch, "elapsed_s": row["elapsed_s"], "row": row})
+                    writer.append(row)  # type: ignore[union-attr]
+                    R.write_json(run_dir / R.RUN_JSON, meta)
                 progress.line(f"{backend.name} epoch {epoch}/{config.epochs}: train loss {train.loss:.4f} "
                               f"acc {train.accuracy:.3f} | test loss {test.loss:.4f} acc {test.accuracy:.3f} | "
                               f"{row['train_images_per_s']:.1f} img/s | {row['epoch_time_s']:.1f} s")
                 if reached:
                     break  # time-to-accuracy: stop at the target, as MLPerf does
+        relay.exchange()  # the samples after the last epoch end
+        if dist.distributed:  # proof that every rank ends with the same model (collective)
+            digests = dist.comm.gather(state_digest(backend.state_arrays()))
+            if writes:
+                meta["distributed"].update(final_state_sha256=digests, ranks_identical=len(set(digests)) == 1)
     except Diverged:
         status = R.DIVERGED
-        writer.append(base_row | {"epoch": epoch, "status": R.DIVERGED, "train_loss": float("nan"),
-                                  "elapsed_s": elapsed_offset + time.perf_counter() - start})
+        if writer is not None:
+            writer.append(base_row | {"epoch": epoch, "status": R.DIVERGED, "train_loss": float("nan"),
+                                      "elapsed_s": elapsed_offset + time.perf_counter() - start})
         meta["error"] = f"loss became NaN or infinite in epoch {epoch}: lower --lr"
     except (Interrupted, KeyboardInterrupt):
         status = R.INTERRUPTED
-        writer.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
-                                  "elapsed_s": elapsed_offset + time.perf_counter() - start})
+        if writer is not None:
+            writer.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
+                                      "elapsed_s": elapsed_offset + time.perf_counter() - start})
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
+        relay.close()
     return status
+
+
+def _report_only(on_step: StepCallback) -> StepCallback:
+    """Distributed runs: show the running loss but never stop one rank alone on a NaN (the
+    others would wait for it in the next allreduce); divergence is decided at the epoch end
+    on the combined loss, by every rank alike."""
+    def update(done: int, loss: float | None) -> None:
+        on_step(done, loss if loss is not None and math.isfinite(loss) else None)
+    return update
 
 
 def finish(run_dir: Path, meta: dict[str, Any], status: str) -> None:

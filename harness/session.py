@@ -4,14 +4,19 @@ Everything that can fail on the user's input (flags, dataset files, framework mi
 device, results dir) is checked before the first run folder is made, so a bad command
 leaves nothing behind. Backends run one after the other with identical settings, data and
 seed, and start from the same canonical initial weights.
+
+Under a launcher (``--distributed``, harness/distributed.py) every rank runs these same
+steps; rank 0 creates the run folder and tells the others its name, and only rank 0 writes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from harness import distributed as D
 from harness import results as R
 from harness.backend import load_backend_class
 from harness.config import RunConfig
@@ -23,26 +28,82 @@ from harness.runner import (EXIT_INTERRUPTED, EXIT_OK, Progress, RunOutcome, ens
 def run_command(config: RunConfig, command: str) -> tuple[int, list[Path]]:
     """Run every (repeat, backend) pair; returns (exit code, run folders)."""
     config.validate()
-    ensure_writable(config.results_dir)
+    dist_plan = D.plan(config)  # None: one process; BenchError: wrong launcher, batch not divisible
+    if dist_plan is not None:
+        config.distributed = True  # also when only the launcher's environment said so
+        config.validate()
+    if dist_plan is None or dist_plan.rank == 0:
+        ensure_writable(config.results_dir)
     for name in config.backends:  # a missing framework fails before any data is loaded
         load_backend_class(name)
-    dataset = load_data(config)
-    progress = Progress(config.quiet)
+    dist = _connect(dist_plan)
+    try:
+        with dist.abort_on_error():
+            return _run_all(config, command, dist)
+    finally:
+        dist.comm.close()
+
+
+_secondary_rank = False  # this process is a rank > 0: rank 0 alone prints the summary
+
+
+def _connect(dist_plan: D.Plan | None) -> D.Dist:
+    global _secondary_rank
+    dist = D.connect(dist_plan)
+    _secondary_rank = not dist.is_writer
+    return dist
+
+
+def _run_all(config: RunConfig, command: str, dist: D.Dist) -> tuple[int, list[Path]]:
+    with dist.rank0_first():  # a download or cache is written by one process
+        dataset = load_data(config)
+    progress = Progress(config.quiet or not dist.is_writer)
     outcomes: list[RunOutcome] = []
     for repeat in range(config.repeat):
         seed = config.seed + repeat
         for name in config.backends:
-            prepared = prepare_backend(config, name, seed, len(dataset.class_names))
-            run_dir, meta = start_run(config, name, seed, repeat, command, dataset, prepared)
+            with dist.rank0_first() if config.weights != "none" else contextlib.nullcontext():
+                prepared = prepare_backend(dist.rank_config(config), name, seed, len(dataset.class_names))
+            dist.comm.wrap(prepared.backend)
+            run_dir, meta = _start(config, name, seed, repeat, command, dataset, prepared, dist)
             progress.line(f"{name}: {config.model} on {config.dataset} ({len(dataset.train_labels)} train / "
-                          f"{len(dataset.test_labels)} test images), {config.device}, seed {seed} -> {run_dir}")
-            status = train_loop(config, prepared, dataset, run_dir, meta, seed, 1, 0.0, progress)
-            finish(run_dir, meta, status)
-            outcomes.append(RunOutcome(run_dir, status))
+                          f"{len(dataset.test_labels)} test images), {config.device}, seed {seed}"
+                          f"{f', {dist.world_size} processes' if dist.distributed else ''} -> {run_dir}")
+            status = train_loop(config, prepared, dataset, run_dir, meta, seed, 1, 0.0, progress, dist)
+            _finish(run_dir, meta, status, dist)
+            outcomes.append(RunOutcome(run_dir, status))  # every rank exits with the run's code
             if status == R.INTERRUPTED:
-                return EXIT_INTERRUPTED, [o.run_dir for o in outcomes]
+                return EXIT_INTERRUPTED, _written(outcomes, dist)
     worst = max((o.exit_code for o in outcomes), default=EXIT_OK)
-    return worst, [o.run_dir for o in outcomes]
+    return worst, _written(outcomes, dist)
+
+
+def _written(outcomes: list[RunOutcome], dist: D.Dist) -> list[Path]:
+    """The run folders this process wrote (for the summary): none on ranks > 0."""
+    return [o.run_dir for o in outcomes] if dist.is_writer else []
+
+
+def _start(config: RunConfig, name: str, seed: int, repeat: int, command: str, dataset: Any,
+           prepared: Any, dist: D.Dist) -> tuple[Path, dict[str, Any]]:
+    """start_run on rank 0; the other ranks learn the folder's name from it (collective)."""
+    ranks = dist.describe_ranks(prepared.thread_settings) if dist.distributed else None
+    if not dist.is_writer:
+        return config.results_dir / dist.comm.broadcast(None), {}
+    run_dir, meta = start_run(config, name, seed, repeat, command, dataset, prepared,
+                              distributed=dist.run_meta(ranks) if ranks else None)
+    if dist.distributed:
+        dist.comm.broadcast(run_dir.name)
+    return run_dir, meta
+
+
+def _finish(run_dir: Path, meta: dict[str, Any], status: str, dist: D.Dist) -> None:
+    if not dist.is_writer:
+        return
+    finish(run_dir, meta, status)
+    if status == R.INTERRUPTED:
+        # Recorded; now end the job, so no rank waits in a collective (or MPI_Finalize) for a
+        # peer the signal stopped elsewhere. A no-op for torchrun and ordinary runs.
+        dist.comm.abort(EXIT_INTERRUPTED)
 
 
 # Flags whose value is part of a run's identity: --resume with a different value conflicts.
@@ -61,7 +122,11 @@ def config_from_settings(settings: dict[str, Any], results_dir: Path) -> RunConf
 
 def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bool) -> int:
     """Continue ``run_dir`` from its last checkpoint. ``given``: flags the user typed
-    explicitly; any that contradict the run's recorded settings are an error."""
+    explicitly; any that contradict the run's recorded settings are an error.
+
+    A distributed run resumes under the same launcher with the same number of processes;
+    every rank reads run.json and loads rank 0's checkpoint from ``run_dir`` (so the folder
+    must be visible to every rank: one host, or a shared filesystem); rank 0 alone writes."""
     meta = R.read_meta(run_dir)
     if meta.get("status") == R.COMPLETED:
         raise BenchError(f"{run_dir} is already complete ({meta.get('epochs_completed')} epochs): nothing to resume")
@@ -74,35 +139,70 @@ def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bo
     config = config_from_settings(settings, run_dir.parent)
     config.quiet = quiet
     config.validate()
-    ensure_writable(run_dir)
+    _check_world_size(run_dir, meta, config)
+    dist_plan = D.plan(config)
+    if dist_plan is None or dist_plan.rank == 0:
+        ensure_writable(run_dir)
     load_backend_class(config.backends[0])
-    dataset = load_data(config)
-    prepared = prepare_backend(config, config.backends[0], meta["seed"], len(dataset.class_names))
+    dist = _connect(dist_plan)
+    try:
+        with dist.abort_on_error():
+            return _resume(run_dir, meta, config, command, dist)
+    finally:
+        dist.comm.close()
+
+
+def _check_world_size(run_dir: Path, meta: dict[str, Any], config: RunConfig) -> None:
+    """A run's rows are for one world size: resume with as many processes as it started with."""
+    backend = config.backends[0]
+    env = D.detect().get(D.LAUNCHER_OF.get(backend, ""))
+    recorded, now = int(meta.get("world_size") or 1), env.world_size if env else 1
+    if recorded == now:
+        return
+    how = (f"`bench launch --nproc {recorded} --backend {backend} --resume {run_dir}`" if recorded > 1
+           else f"`bench run --resume {run_dir}` without a launcher")
+    raise BenchError(f"{run_dir} was run with {recorded} process(es), this is {now}: its rows would mix world "
+                     f"sizes; resume it as it was started: {how}")
+
+
+def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str, dist: D.Dist) -> int:
+    with dist.rank0_first():
+        dataset = load_data(config)
+    prepared = prepare_backend(dist.rank_config(config), config.backends[0], meta["seed"], len(dataset.class_names))
     first_epoch, elapsed = 1, 0.0
     ckpt_json = run_dir / R.CHECKPOINT_JSON
     ckpt = run_dir / f"checkpoint{prepared.backend.checkpoint_suffix}"
+    last_row: dict[str, Any] | None = None
     if ckpt_json.is_file() and ckpt.is_file():
         try:
             state = json.loads(ckpt_json.read_text())
             epoch, elapsed, last_row = int(state["epoch"]), float(state["elapsed_s"]), state["row"]
         except (ValueError, KeyError, TypeError) as exc:
             raise BenchError(f"{ckpt_json} is damaged ({exc}): the run cannot be resumed; start a new one") from None
-        prepared.backend.load_checkpoint(ckpt)
+        prepared.backend.load_checkpoint(ckpt)  # every rank: rank 0's checkpoint
         first_epoch = epoch + 1
-        rows = [r for r in _complete_rows(run_dir) if int(r["epoch"]) < epoch]
-        rows.append(last_row)  # the checkpointed epoch's row, even if the kill came before it was appended
-    else:  # killed during the first epoch: start over with the same seed
-        rows = []
-    R.rewrite_epochs(run_dir / R.EPOCHS_CSV, rows)
-    meta.setdefault("resumes", []).append({"at": now_iso(), "from_epoch": first_epoch, "command": command})
-    meta.update(status=R.RUNNING, ended_at=None, epochs_completed=first_epoch - 1, error=None)
-    R.write_json(run_dir / R.RUN_JSON, meta)
-    progress = Progress(quiet)
+    # else: killed during the first epoch: start over with the same seed
+    dist.comm.wrap(prepared.backend)  # after loading: DDP / ChainerMN start from the checkpoint
+    ranks = dist.describe_ranks(prepared.thread_settings) if dist.distributed else None
+    if dist.is_writer:
+        rows = [r for r in _complete_rows(run_dir) if int(r["epoch"]) < first_epoch - 1]
+        if last_row is not None:
+            rows.append(last_row)  # the checkpointed epoch's row, even if the kill came before it was appended
+        R.rewrite_epochs(run_dir / R.EPOCHS_CSV, rows)
+        meta.setdefault("resumes", []).append({"at": now_iso(), "from_epoch": first_epoch, "command": command})
+        meta.update(status=R.RUNNING, ended_at=None, epochs_completed=first_epoch - 1, error=None)
+        if ranks:  # this job's processes; the per-epoch records past the checkpoint are dropped
+            section = meta.setdefault("distributed", dist.run_meta(ranks))
+            section.update(ranks=ranks, hosts=sorted({r["hostname"] for r in ranks}),
+                           per_epoch=[e for e in section.get("per_epoch", []) if e["epoch"] < first_epoch])
+            meta["resumes"][-1]["world_size"] = dist.world_size
+        R.write_json(run_dir / R.RUN_JSON, meta)
+    progress = Progress(config.quiet or not dist.is_writer)
     progress.line(f"resuming {run_dir} at epoch {first_epoch}/{config.epochs}")
     status = R.COMPLETED
     if first_epoch <= config.epochs:
-        status = train_loop(config, prepared, dataset, run_dir, meta, meta["seed"], first_epoch, elapsed, progress)
-    finish(run_dir, meta, status)
+        status = train_loop(config, prepared, dataset, run_dir, meta, meta["seed"], first_epoch, elapsed, progress, dist)
+    _finish(run_dir, meta, status, dist)
     return RunOutcome(run_dir, status).exit_code
 
 
@@ -115,7 +215,7 @@ def _complete_rows(run_dir: Path) -> list[dict[str, str]]:
 
 def print_summary(run_dirs: list[Path]) -> None:
     """A short table at the end of `bench run`, from the files just written."""
-    if not run_dirs:
+    if not run_dirs or _secondary_rank:
         return
     try:
         from harness.report.compare import format_table, summarise_run
