@@ -11,8 +11,8 @@ out=$(mktemp -d "${TMPDIR:-/tmp}/bench-demo.XXXXXX")
 bench run --backend torch --backend chainer --device cpu --model resnet20 --dataset synthetic \
     --train-size 1024 --test-size 512 --epochs 2 --batch-size 128 --results-dir "$out" "$@"
 mkdir -p results
+runs=$(cd "$out" && for d in */; do printf 'results/%s ' "${d%/}"; done)
 mv "$out"/* results/ && rmdir "$out"
-runs=$(ls -td results/*/ | head -n 2)
 bench compare $runs
 bench report $runs --out results/report
 echo "report: results/report/report.md"

@@ -84,7 +84,7 @@ def _add_run_parser(sub: Any) -> None:
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:
-    skip = {"func", "command", "resume"}
+    skip = {"func", "command", "command_line", "resume"}
     out = {k: v for k, v in vars(args).items() if v is not None and k not in skip}
     if "no_skip" in out:
         out["no_skip"] = [b for b in out["no_skip"].split(",") if b]
@@ -94,7 +94,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from harness import session
 
-    command = "bench " + shlex.join(sys.argv[1:])  # as the user would type it again
+    command = args.command_line
     given = _given(args)
     if args.resume is not None:
         if "backends" in given:
@@ -178,6 +178,9 @@ def _optional_commands() -> list[Callable[[Any], None]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # As the user would type it again; recorded in run.json (argv, not sys.argv: main() is
+    # also called in-process, by tests and by `python -m harness.cli`).
+    args.command_line = "bench " + shlex.join(sys.argv[1:] if argv is None else [str(a) for a in argv])
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,10 +193,6 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _command_line() -> str:
-    return "bench " + shlex.join(sys.argv[1:])
-
-
 def add_infer_parser(sub: Any) -> None:
     d = InferOptions()
     p = sub.add_parser(
@@ -230,7 +225,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     opts = InferOptions(backend=args.backend, device=args.device, batch_sizes=tuple(args.batch_sizes),
                         image=args.image, index=args.index, warmup=args.warmup, iters=args.iters,
                         threads=args.threads, results_dir=args.results_dir, data_dir=args.data_dir, run=args.run)
-    infer_command(args.path, opts, _command_line())
+    infer_command(args.path, opts, args.command_line)
     return 0
 
 

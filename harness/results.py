@@ -292,15 +292,18 @@ def find_runs(patterns: Iterable[str]) -> list[Path]:
         matches = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
         if not matches:
             raise BenchError(f"no run folders match {pattern!r}: check the path")
+        before = len(found)
         for match in matches:
             path = Path(match)
             if (path / RUN_JSON).is_file() or not path.is_dir():
                 found.append(path)
                 continue
             children = sorted(p.parent for p in path.glob(f"*/{RUN_JSON}"))
-            if not children:
+            if not children and len(matches) == 1:
                 raise BenchError(f"{path} is not a bench run and holds none: pass folders made by `bench run`")
-            found.extend(children)
+            found.extend(children)  # a glob (results/*) may also match e.g. results/report: passed over
+        if len(found) == before:
+            raise BenchError(f"no bench runs match {pattern!r}: pass folders made by `bench run` or `bench infer`")
     seen: set[Path] = set()
     return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
 

@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 
 from harness.errors import BenchError
-from harness.report.compare import BASELINE_KEYS, compare_runs, load_runs
+from harness.report.compare import BASELINE_KEYS, compare_runs, load_all
+from harness.report.inference import check_any, infer_records, infer_table
 from harness.report.table import FORMATS, format_table
 from harness.results import atomic_write_bytes
 
-_PATHS_HELP = "run folders (results/<run_id>), globs, or results folders holding runs; from any machine"
+_PATHS_HELP = ("run folders (results/<run_id>) of `bench run` or `bench infer`, globs, or results folders "
+               "holding runs; from any machine")
 _TARGET_HELP = "test accuracy to time, as a fraction (0.6) or percent (60): adds the time to reach it"
 _BASELINE_HELP = (f"KEY=VALUE, KEY one of {', '.join(BASELINE_KEYS)} (e.g. backend=torch, machine=laptop): "
                   "adds speed-up and accuracy difference against that row of each configuration")
@@ -58,9 +60,25 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    runs = load_runs(args.paths, with_util=False)  # the table needs epochs.csv only
-    _, groups = compare_runs(runs, target_acc=args.target_acc, baseline=args.baseline)
-    text = format_table(groups, args.format)
+    runs, infers = load_all(args.paths, with_util=False)  # the table needs epochs.csv only
+    check_any(runs, infers)
+    parts = []
+    if runs:
+        _, groups = compare_runs(runs, target_acc=args.target_acc, baseline=args.baseline)
+        parts.append(("training", format_table(groups, args.format), groups))
+    if infers:
+        records = infer_records(infers)
+        parts.append(("inference", infer_table(records, args.format), records))
+    if len(parts) == 1:
+        text = parts[0][1]
+    elif args.format == "json":  # one JSON document holding both lists
+        text = "{\n" + ",\n".join(f'"{kind}": {body.rstrip()}' for kind, body, _ in parts) + "\n}\n"
+    elif args.format == "csv":
+        raise BenchError("--format csv holds one table: pass the `bench run` folders and the `bench infer` "
+                         "folders in two separate calls")
+    else:
+        head = "## " if args.format == "markdown" else ""
+        text = "\n".join(f"{head}{kind.capitalize()}\n\n{body}" for kind, body, _ in parts)
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -69,7 +87,8 @@ def run_compare(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BenchError(f"cannot write {args.output} ({exc.strerror or exc}): check that its folder exists "
                          f"and is writable") from None
-    print(f"wrote {args.output} ({len(groups)} row{'s' if len(groups) != 1 else ''})", file=sys.stderr)
+    rows = sum(len(p[2]) for p in parts)
+    print(f"wrote {args.output} ({rows} row{'s' if rows != 1 else ''})", file=sys.stderr)
     return 0
 
 
@@ -78,12 +97,13 @@ def run_report(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     _check_writable(out)  # fail before minutes of plotting, not after
-    runs = load_runs(args.paths)
+    runs, infers = load_all(args.paths)
+    check_any(runs, infers)
     command = shlex.join(["bench", "report", *args.paths, "--out", str(out)]
                          + (["--format", args.format] if args.format != "md" else [])
                          + (["--target-acc", f"{args.target_acc:g}"] if args.target_acc is not None else [])
                          + (["--baseline", args.baseline] if args.baseline else []))
-    files = build_report(runs, fmt=args.format, target_acc=args.target_acc, baseline=args.baseline,
+    files = build_report(runs, infers, fmt=args.format, target_acc=args.target_acc, baseline=args.baseline,
                          title=args.title, command=command)
     written = write_report(out, files)
     figures = len(files) - 1 if args.format == "md" else 0

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 from harness.errors import BenchError
 from harness.report.table import FORMATS, format_table  # noqa: F401  (re-exported)
-from harness.results import COMPLETED, EPOCH_OK, RunFolder, find_runs, read_run
+from harness.results import COMPLETED, EPOCH_OK, InferFolder, RunFolder, find_runs, read_infer, read_run, split_by_kind
 
 # Columns of epochs.csv / util.csv holding text; every other column must be numeric.
 _TEXT_EPOCH_COLUMNS = {"run_id", "backend", "model", "dataset", "device", "status"}
@@ -45,11 +45,19 @@ SPEED = ("epoch_time_s", "train_images_per_s", "eval_images_per_s")
 # --- loading --------------------------------------------------------------------------------
 
 def load_runs(patterns: Iterable[str], *, with_util: bool = True) -> list[RunFolder]:
-    """Expand folders/globs/results trees, read and validate every run (BenchError if not)."""
+    """Expand folders/globs/results trees, read and validate every training run (BenchError
+    if one is damaged); `bench infer` folders among them are passed over (:func:`load_all`)."""
+    return load_all(patterns, with_util=with_util)[0]
+
+
+def load_all(patterns: Iterable[str], *, with_util: bool = True) -> tuple[list[RunFolder], list[InferFolder]]:
+    """(training runs, inference runs) under ``patterns``, each read and validated."""
     patterns = list(patterns)
     if not patterns:
         raise BenchError("no run folders given: pass one or more results/<run_id> folders or a glob")
-    return [validate_run(read_run(path, with_util=with_util)) for path in find_runs(patterns)]
+    train, infer = split_by_kind(find_runs(patterns))
+    return ([validate_run(read_run(path, with_util=with_util)) for path in train],
+            [read_infer(path) for path in infer])
 
 
 def validate_run(run: RunFolder) -> RunFolder:

@@ -13,16 +13,18 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from harness import __version__
 from harness.errors import BenchError
-from harness.report.compare import compare_runs, scaling_rows
+from harness.report.compare import compare_runs, machine_label, scaling_rows
 from harness.report.environment import environment_tables, reproduce_commands
 from harness.report.figures import FigureFile, make_figures
+from harness.report.inference import (INFERENCE_CAPTION, inference_figure, infer_cells, infer_note,
+                                      infer_observations, infer_records)
 from harness.report.observations import observe
 from harness.report.table import display_table, notes as table_notes, num
-from harness.results import RunFolder, atomic_write_bytes
+from harness.results import InferFolder, RunFolder, atomic_write_bytes
 
 CAPTIONS = {
     "accuracy_epoch.png": "Top-1 accuracy on the test set after each epoch, one line per run. Colour is the "
@@ -53,35 +55,68 @@ def slug(text: str) -> str:
 
 # --- building ---------------------------------------------------------------------------------
 
-def build_blocks(runs: list[RunFolder], *, target_acc: float | None = None, baseline: str | None = None,
-                 title: str | None = None, command: str | None = None) -> tuple[list[tuple], list[FigureFile]]:
-    if not runs:
-        raise BenchError("no runs to report on: pass run folders made by `bench run`")
-    records, groups = compare_runs(runs, target_acc=target_acc, baseline=baseline)
+def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, target_acc: float | None = None,
+                 baseline: str | None = None, title: str | None = None,
+                 command: str | None = None) -> tuple[list[tuple], list[FigureFile]]:
+    """The report as blocks, and its figures: training runs (``runs``) and `bench infer`
+    folders (``infers``), either of which may be empty but not both."""
+    if not runs and not infers:
+        raise BenchError("no runs to report on: pass run folders made by `bench run` or `bench infer`")
+    records, groups = compare_runs(runs, target_acc=target_acc, baseline=baseline) if runs else ([], [])
     order = sorted(range(len(runs)), key=lambda i: tuple(str(records[i][k]) for k in
                                                          ("model", "dataset", "hostname", "device", "backend", "seed")))
     runs, records = [runs[i] for i in order], [records[i] for i in order]
     scaling = scaling_rows(groups)
-    figures = make_figures(runs, records, groups, scaling)
+    inferred = infer_records(list(infers))
+    figures = make_figures(runs, records, groups, scaling) if runs else []
+    infer_png = inference_figure(inferred) if inferred else None
+    if infer_png is not None:
+        figures.append(FigureFile("inference.png", "Inference throughput and latency by batch size", infer_png))
     numbers = {f.name: i + 1 for i, f in enumerate(figures)}
     anchors = {f.name: slug(f"Figure {numbers[f.name]}: {f.title}") for f in figures}
 
-    blocks: list[tuple] = [("h", 1, title or _default_title(groups)), ("p", _intro(records))]
-    found = observe(groups, scaling)
-    if found:
+    everything = [*runs, *infers]
+    blocks: list[tuple] = [("h", 1, title or _default_title(groups, inferred)), ("p", _intro(records, inferred))]
+    found = observe(groups, scaling) if groups else []
+    said_infer = infer_observations(inferred)
+    if found or said_infer:
         items = [o.text + (f" ([Figure {numbers[o.figure]}](#{anchors[o.figure]}))" if o.figure in numbers else "")
                  for o in found if o.headline or o.figure not in numbers]
-        blocks += [("h", 2, "Summary"), ("list", items),
-                   ("p", "More observations follow each figure under Results.")]
+        blocks += [("h", 2, "Summary"), ("list", items + said_infer[:2])]
+        if runs:
+            blocks.append(("p", "More observations follow each figure under Results."))
     blocks.append(("h", 2, "Environment"))
-    for heading, rows in environment_tables(runs):
+    for heading, rows in environment_tables(everything):
         blocks += [("h", 3, heading), ("table", ["Field", "Value"], rows, [False, False])]
     blocks += [("h", 2, "How to reproduce"),
                ("p", "Each command below made one run folder (the exact command line recorded in its run.json). "
                      "Run them on a machine like the one named, then build this report from the folders:"),
-               ("code", reproduce_commands(runs, command))]
+               ("code", reproduce_commands(everything, command))]
+    if runs:
+        blocks += _training_blocks(runs, records, groups, scaling, figures, found, numbers)
+    if inferred:
+        headers, cells, right = infer_cells(inferred)
+        blocks += [("h", 2, "Inference"), ("table", headers, cells, right), ("p", infer_note(inferred))]
+        if infer_png is not None:
+            blocks += [("h", 3, f"Figure {numbers['inference.png']}: {figures[-1].title}"),
+                       ("img", "inference.png", figures[-1].title), ("p", INFERENCE_CAPTION)]
+        if said_infer:
+            blocks.append(("list", said_infer))
+        blocks += [("h", 3, "Inference runs"),
+                   ("table", ["run", "machine", "backend", "from run", "trained with", "status", "folder"],
+                    [[f.run_id, machine_label(f.meta.get("machine") or {}), str((f.meta.get("settings") or {}).get("backend")),
+                      str((f.meta.get("source") or {}).get("run_id")), str((f.meta.get("source") or {}).get("trained_with")),
+                      str(f.meta.get("status")), f"`{f.path}`"] for f in infers],
+                    [False] * 7)]
+    return blocks, figures
+
+
+def _training_blocks(runs: list[RunFolder], records: list[dict[str, Any]], groups: list[dict[str, Any]],
+                     scaling: list[dict[str, Any]], figures: list[FigureFile], found: list[Any],
+                     numbers: dict[str, int]) -> list[tuple]:
+    """Results (table, scaling, figures with their observations) and the list of runs."""
     headers, cells, right = display_table(groups)
-    blocks += [("h", 2, "Results"), ("table", headers, cells, right), ("p", table_notes(groups))]
+    blocks: list[tuple] = [("h", 2, "Results"), ("table", headers, cells, right), ("p", table_notes(groups))]
     if scaling:
         blocks += [("h", 3, "Scaling"), ("table", ["backend", "model", "machine", "scaling", "processes", "train img/s",
                                                    "speed-up", "efficiency %"],
@@ -90,6 +125,8 @@ def build_blocks(runs: list[RunFolder], *, target_acc: float | None = None, base
                                            f"{100 * r['efficiency']:.0f}"] for r in scaling],
                                          [False, False, False, False, True, True, True, True])]
     for f in figures:
+        if f.name == "inference.png":
+            continue
         blocks += [("h", 3, f"Figure {numbers[f.name]}: {f.title}"), ("img", f.name, f.title),
                    ("p", CAPTIONS.get(f.name, ""))]
         own = [o.text for o in found if o.figure == f.name]
@@ -101,21 +138,26 @@ def build_blocks(runs: list[RunFolder], *, target_acc: float | None = None, base
                                     str(r["epochs"]), num(r["train_images_per_s"]),
                                     "" if r["best_test_acc"] is None else f"{100 * r['best_test_acc']:.1f}", f"`{r['path']}`"]
                                    for r in records], [False, False, False, True, False, True, True, True, False])]
-    return blocks, figures
+    return blocks
 
 
-def _default_title(groups: list[dict[str, Any]]) -> str:
-    models = ", ".join(dict.fromkeys(f"{g['model']} on {g['dataset']}" for g in groups))
-    backends = " vs ".join(dict.fromkeys(g["backend"] for g in groups))
-    return f"bench report: {models}, {backends}"
+def _default_title(groups: list[dict[str, Any]], inferred: list[dict[str, Any]] = ()) -> str:  # type: ignore[assignment]
+    rows = list(groups) or list(inferred)
+    models = ", ".join(dict.fromkeys(f"{g['model']} on {g['dataset']}" for g in rows))
+    backends = " vs ".join(dict.fromkeys(g["backend"] for g in [*groups, *inferred]))
+    what = "" if groups else "inference of "
+    return f"bench report: {what}{models}, {backends}"
 
 
-def _intro(records: list[dict[str, Any]]) -> str:
-    machines = list(dict.fromkeys(r["machine"] for r in records))
-    dates = sorted(str(r["started_at"])[:10] for r in records if r.get("started_at"))
+def _intro(records: list[dict[str, Any]], inferred: list[dict[str, Any]] = ()) -> str:  # type: ignore[assignment]
+    machines = list(dict.fromkeys(r["machine"] for r in [*records, *inferred]))
+    dates = sorted(str(r["started_at"])[:10] for r in [*records, *inferred] if r.get("started_at"))
     when = (f", recorded {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")) if dates else ""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"{len(records)} run{'s' if len(records) != 1 else ''} on {len(machines)} machine"
+    n_infer = len({r["run_id"] for r in inferred})
+    counted = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((len(records), "training run"),
+                                                                   (n_infer, "inference run")) if n]
+    return (f"{' and '.join(counted)} on {len(machines)} machine"
             f"{'s' if len(machines) != 1 else ''} ({'; '.join(machines)}){when}. Generated by bench {__version__} on {made}.")
 
 
@@ -188,12 +230,13 @@ def render_html(blocks: list[tuple], figures: dict[str, bytes]) -> str:
 
 # --- writing ----------------------------------------------------------------------------------
 
-def build_report(runs: list[RunFolder], *, fmt: str = "md", target_acc: float | None = None,
-                 baseline: str | None = None, title: str | None = None, command: str | None = None) -> dict[str, bytes]:
+def build_report(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, fmt: str = "md",
+                 target_acc: float | None = None, baseline: str | None = None, title: str | None = None,
+                 command: str | None = None) -> dict[str, bytes]:
     """File name -> content: report.md + PNGs, or report.html alone."""
     if fmt not in ("md", "html"):
         raise BenchError(f"--format {fmt}: choose md or html")
-    blocks, figures = build_blocks(runs, target_acc=target_acc, baseline=baseline, title=title, command=command)
+    blocks, figures = build_blocks(runs, infers, target_acc=target_acc, baseline=baseline, title=title, command=command)
     if fmt == "html":
         return {"report.html": render_html(blocks, {f.name: f.png for f in figures}).encode()}
     return {"report.md": render_markdown(blocks).encode()} | {f.name: f.png for f in figures}
