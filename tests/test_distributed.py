@@ -259,6 +259,11 @@ def _check_matches_one_process_and_resumes(backend: str, tmp_path: Path) -> None
     a, b = _rows(run_dirs(one)[0]), _rows(run)
     for col in ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5_acc", "lr"):
         np.testing.assert_allclose(b[col], a[col], rtol=2e-5, atol=1e-6, err_msg=col)
+    # bench compare sees one configuration at two world sizes: a strong-scaling series
+    from harness.report.compare import compare_runs, load_runs, scaling_rows
+
+    _, groups = compare_runs(load_runs([str(run_dirs(one)[0]), str(run)]))
+    assert {r["processes"] for r in scaling_rows(groups) if r["scaling"] == "strong"} == {1, 2}
 
 
 def test_torch_ddp_two_processes_full_training(results):

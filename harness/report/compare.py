@@ -34,7 +34,8 @@ _TEXT_UTIL_COLUMNS = {"phase"}
 # Settings that do not change what is measured: which repeat, where it was written, how it
 # was shown. Everything else (lr, epochs, threads, ...) separates configurations.
 _NOT_CONFIG = {"seed", "repeat", "repeats", "repeat_index", "results_dir", "quiet", "verbose", "resume",
-               "progress", "run_id", "target_acc", "backend", "log_level", "download", "sample_interval_s"}
+               "progress", "run_id", "target_acc", "backend", "log_level", "download", "sample_interval_s",
+               "distributed"}  # distributed: implied by world_size, which is an IDENTITY column
 # What identifies a row of the table, in display order.
 IDENTITY = ("machine", "backend", "model", "dataset", "device", "batch_size", "world_size")
 BASELINE_KEYS = IDENTITY
