@@ -111,6 +111,7 @@ class Backend(Protocol):
     name: ClassVar[str]
     supports_onnx: ClassVar[bool]
     supports_distributed: ClassVar[bool]
+    supports_training: ClassVar[bool]  # False: inference only (INFERENCE_ONLY below), e.g. onnxruntime
     checkpoint_suffix: ClassVar[str]  # ".pt", ".npz"
 
     def versions(self) -> dict[str, str]:

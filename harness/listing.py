@@ -43,8 +43,9 @@ def describe(*, param_counts: bool = True) -> dict[str, Any]:
         if ok:
             backend = create_backend(name)
             entry["devices"] = [{"name": d.name, "usable": d.usable, "detail": d.detail} for d in backend.devices()]
-            entry["capabilities"] = {"onnx": backend.supports_onnx, "distributed": backend.supports_distributed}
-            if param_counts and getattr(backend, "supports_training", True):  # onnxruntime builds no models
+            entry["capabilities"] = {"training": backend.supports_training, "onnx": backend.supports_onnx,
+                                     "distributed": backend.supports_distributed}
+            if param_counts and backend.supports_training:  # onnxruntime builds no models
                 entry["params"] = _param_counts(name)
         backends[name] = entry
     models = {name: {"family": info.family, "image_size": info.image_size, "description": info.description,
@@ -55,11 +56,13 @@ def describe(*, param_counts: bool = True) -> dict[str, Any]:
 
 def format_listing(info: dict[str, Any]) -> str:
     lines = ["Backends:"]
+    width = max(len(n) for n in info["backends"])
     for name, b in info["backends"].items():
         if not b["installed"]:
-            lines.append(f"  {name:8s} not usable: {b['reason']}")
+            lines.append(f"  {name:{width}s}  not usable: {b['reason']}")
             continue
-        lines.append(f"  {name:8s} {b['version']}")
+        only = "" if b["capabilities"]["training"] else "  (inference only: bench infer)"
+        lines.append(f"  {name:{width}s}  {b['version']}{only}")
         for d in b["devices"]:
             state = "usable" if d["usable"] else "not usable"
             lines.append(f"      {d['name']:8s} {state}: {d['detail']}")

@@ -67,8 +67,10 @@ EPOCH_COLUMNS: dict[str, str] = {
     "train_gflops_per_s": "achieved training GFLOP/s (3 x forward FLOPs per image x images/s)",
     "cpu_util_mean_pct": "system-wide CPU utilisation during training, time-weighted mean (0-100)",
     "cpu_util_max_pct": "system-wide CPU utilisation during training, max over samples (0-100)",
-    "process_cpu_pct": "this process's CPU use during training, mean (100 = one core busy)",
-    "rss_peak_mb": "peak resident memory of this process during the epoch (MiB)",
+    "process_cpu_pct": "this process's CPU use during training, mean (100 = one core busy; summed over the "
+                       "ranks of a distributed run)",
+    "rss_peak_mb": "peak resident memory of this process during the epoch (MiB; summed over the ranks of a "
+                   "distributed run)",
     "gpu_util_mean_pct": "GPU utilisation of the run's device, mean (0-100; empty without GPU)",
     "gpu_util_max_pct": "GPU utilisation, max (0-100; empty without GPU)",
     "gpu_mem_peak_mb": "GPU memory used on the run's device, peak (MiB; empty without GPU)",

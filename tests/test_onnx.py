@@ -172,7 +172,7 @@ def test_onnxruntime_is_inference_only(tmp_path, capsys):
     cls = load_backend_class("onnxruntime")
     classes = {n: load_backend_class(n) for n in REGISTRY}
     assert cls.supports_training is False and cls.checkpoint_suffix == ".onnx"
-    assert INFERENCE_ONLY == {n for n, c in classes.items() if not getattr(c, "supports_training", True)}
+    assert INFERENCE_ONLY == {n for n, c in classes.items() if not c.supports_training}
     assert CHECKPOINT_SUFFIX == {n: c.checkpoint_suffix for n, c in classes.items()}
     _one_line_error(cli(capsys, "run", "--backend", "onnxruntime", "--results-dir", tmp_path), "inference-only")
     backend = cls()

@@ -81,6 +81,7 @@ class ChainerBackend:
     name: ClassVar[str] = "chainer"
     supports_onnx: ClassVar[bool] = True  # via onnx-chainer
     supports_distributed: ClassVar[bool] = True  # via ChainerMN
+    supports_training: ClassVar[bool] = True
     checkpoint_suffix: ClassVar[str] = ".npz"
 
     def __init__(self) -> None:

@@ -49,6 +49,7 @@ class TorchBackend:
     name: ClassVar[str] = "torch"
     supports_onnx: ClassVar[bool] = True
     supports_distributed: ClassVar[bool] = True
+    supports_training: ClassVar[bool] = True
     checkpoint_suffix: ClassVar[str] = ".pt"
 
     def __init__(self) -> None:
