@@ -29,6 +29,7 @@ from harness import results as R
 from harness.backend import (Backend, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, TrainStats,
                              create_backend)
 from harness.catalogue import model_info
+from harness.allocator import tune_malloc
 from harness.config import RunConfig, lr_at
 from harness.data import load_dataset
 from harness.data.dataset import Dataset
@@ -113,6 +114,7 @@ def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -
     """Create, configure and build a backend, and load the canonical initial weights."""
     backend = create_backend(name)
     threads = backend.configure(device=config.device, threads=config.threads, seed=seed)
+    threads["malloc"] = tune_malloc()  # reuse freed step buffers (harness/allocator.py)
     info = model_info(config.model)
     spec = ModelSpec(name=config.model, num_classes=num_classes, image_size=config.input_size,
                      shortcut=config.shortcut, no_skip=tuple(config.no_skip), head=config.head,

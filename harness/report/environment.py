@@ -42,7 +42,15 @@ def _thread_env(meta: dict[str, Any]) -> str:
 def _pairs(mapping: Any) -> str:
     if not isinstance(mapping, dict):
         return "" if mapping is None else str(mapping)
-    return ", ".join(f"{k} {v}" for k, v in mapping.items() if v not in (None, ""))
+    return ", ".join(f"{k} {v}" for k, v in mapping.items() if v not in (None, "") and not isinstance(v, dict))
+
+
+def _malloc(meta: dict[str, Any]) -> str:
+    m = meta["threads"]["framework"]["malloc"]
+    if not m.get("tuned"):
+        return f"{m.get('allocator')}, defaults ({m.get('why', 'not tuned')})"
+    return (f"{m.get('allocator')}, mmap threshold {m['mmap_threshold_bytes'] >> 20} MiB, "
+            f"trim threshold {m['trim_threshold_bytes'] >> 20} MiB (harness/allocator.py)")
 
 
 def environment_tables(runs: list[RunFolder]) -> list[tuple[str, list[list[str]]]]:
@@ -80,6 +88,7 @@ _MACHINE_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
 _BACKEND_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("versions", lambda m: _pairs(m["backend"]["versions"])),
     ("framework threads", lambda m: _pairs(m["threads"]["framework"])),
+    ("memory allocator", _malloc),
 ]
 _THREAD_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("Threads requested (--threads)", lambda m: "not set (framework default)" if m["threads"].get("requested") is None
