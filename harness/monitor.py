@@ -111,6 +111,7 @@ class Monitor:
         self._writer: CsvAppender | None = None
         self.samples = 0
         self._last_sample = 0.0
+        self._cost_s = 0.0  # time spent taking samples since take_cost() (harness_s)
 
     def __enter__(self) -> "Monitor":
         if self.path is not None:
@@ -162,6 +163,13 @@ class Monitor:
                 return
             self._last_sample = now
             self._sample_locked(dt)
+            self._cost_s += time.perf_counter() - now
+
+    def take_cost(self) -> float:
+        """Seconds spent sampling (either thread) since the last call: the sampler's own cost."""
+        with self._lock:
+            cost, self._cost_s = self._cost_s, 0.0
+        return cost
 
     def _sample_locked(self, dt: float) -> None:
         """One sample covering the last ``dt`` seconds; epoch means are weighted by ``dt``."""

@@ -29,8 +29,10 @@ from typing import Any, Iterable, Mapping
 
 from harness.errors import BenchError
 
-SCHEMA_VERSION = 1
-READABLE_SCHEMA_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+# Columns added after version 1: folders of older versions lack them and read as empty.
+ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2}
 
 RUN_JSON = "run.json"
 EPOCHS_CSV = "epochs.csv"
@@ -62,6 +64,8 @@ EPOCH_COLUMNS: dict[str, str] = {
     "train_time_s": "wall time of the training pass (s)",
     "eval_time_s": "wall time of the evaluation pass (s)",
     "data_wait_s": "time the training loop was blocked waiting for the next batch (s)",
+    "harness_s": "time the harness spent on its own work in the epoch: utilisation samples, progress-bar "
+                 "updates and the checkpoint (s; the row's own CSV and run.json writes follow it)",
     "train_images_per_s": "training images / train_time_s",
     "eval_images_per_s": "test images / eval_time_s",
     "train_gflops_per_s": "achieved training GFLOP/s (3 x forward FLOPs per image x images/s)",
@@ -269,6 +273,10 @@ def read_run(folder: Path, *, with_util: bool = True) -> RunFolder:
         epochs = pd.read_csv(epochs_path)
     except (ValueError, OSError) as exc:
         raise BenchError(f"{epochs_path} cannot be parsed as CSV ({exc}): the file is damaged") from None
+    version = meta.get("schema_version")
+    for column, added in ADDED_IN_VERSION.items():
+        if version < added and column not in epochs.columns:
+            epochs[column] = float("nan")  # not measured by the bench that wrote this folder
     missing = [c for c in EPOCH_COLUMNS if c not in epochs.columns]
     if missing:
         raise BenchError(

@@ -155,6 +155,7 @@ class Progress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar: Any = None
+        self.cost_s = 0.0  # time spent in the step callbacks since take_cost() (harness_s)
 
     def start(self, desc: str, total: int) -> Callable[[int, float | None], None]:
         if self.quiet:
@@ -164,20 +165,32 @@ class Progress:
             return check_only
         from tqdm import tqdm
 
+        t0 = time.perf_counter()
         self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True, file=sys.stderr)
+        self.cost_s += time.perf_counter() - t0
 
         def update(done: int, loss: float | None) -> None:
-            self.bar.update(done - self.bar.n)
-            if loss is not None:
-                if not math.isfinite(loss):
-                    raise Diverged()
-                self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            t0 = time.perf_counter()
+            try:
+                self.bar.update(done - self.bar.n)
+                if loss is not None:
+                    if not math.isfinite(loss):
+                        raise Diverged()
+                    self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            finally:
+                self.cost_s += time.perf_counter() - t0
         return update
+
+    def take_cost(self) -> float:
+        cost, self.cost_s = self.cost_s, 0.0
+        return cost
 
     def close(self) -> None:
         if self.bar is not None:
+            t0 = time.perf_counter()
             self.bar.close()
             self.bar = None
+            self.cost_s += time.perf_counter() - t0
 
     def line(self, text: str) -> None:
         if not self.quiet:
@@ -345,10 +358,13 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                 }
                 if not (math.isfinite(train.loss) and math.isfinite(test.loss)):
                     raise Diverged()
+                t3 = time.perf_counter()
                 if writes:
                     tmp = ckpt_path.with_name(f".{ckpt_path.name}.tmp")
                     backend.save_checkpoint(tmp)
                     os.replace(tmp, ckpt_path)
+                # The harness's own work in this epoch (rank 0's in a distributed run).
+                row["harness_s"] = monitor.take_cost() + progress.take_cost() + time.perf_counter() - t3
                 row["epoch_time_s"] = time.perf_counter() - t0
                 row["elapsed_s"] = elapsed_offset + time.perf_counter() - start
                 meta["epochs_completed"] = epoch

@@ -130,6 +130,9 @@ def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bo
     meta = R.read_meta(run_dir)
     if meta.get("status") == R.COMPLETED:
         raise BenchError(f"{run_dir} is already complete ({meta.get('epochs_completed')} epochs): nothing to resume")
+    if meta.get("schema_version") != R.SCHEMA_VERSION:
+        raise BenchError(f"{run_dir} was written by another bench (results schema {meta.get('schema_version')}, "
+                         f"this one writes {R.SCHEMA_VERSION}): resume it with that version, or start a new run")
     settings = meta["settings"]
     conflicts = [f"--{k.replace('_', '-')} {given[k]!r} (run has {settings.get(k)!r})"
                  for k in RESUME_FIXED if k in given and given[k] != settings.get(k)]

@@ -73,8 +73,10 @@ def test_compare_script_bare_worker_and_summary():
     config = cr._config("torch", train_size=128, test_size=32, epochs=2, model="resnet8")
     bare = cr.worker_bare("torch", config)
     assert [e["images"] for e in bare["epochs"]] == [128, 128]
-    fake_bench = {"epochs": [{"images": 256, "seconds": 1.0, "data_wait_s": 0.001, "loop_seconds": 1.01}] * 2,
+    fake_bench = {"epochs": [{"images": 256, "seconds": 1.0, "data_wait_s": 0.001, "loop_seconds": 1.01,
+                              "epoch_seconds": 1.05, "harness_s": 0.004}] * 2,
                   "threads": {}}
     fake_recipe = {"epochs": [{"images": 256, "seconds": 2.0}] * 2, "threads": {}}
     text = "\n".join(cr.summarise("torch", {"recipe": [fake_recipe], "bench": [fake_bench], "bare": [bare]}, 256, 2))
     assert "bench / recipe: 2.00" in text and "data wait" in text
+    assert "harness_s: sampler, progress bar, checkpoint): 0.38 (min-max 0.38-0.38) %   [<= 2%: met]" in text

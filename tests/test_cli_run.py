@@ -33,6 +33,8 @@ def test_both_backends_leave_complete_run_folders(results):
         assert df["gpu_util_mean_pct"].isna().all()  # no GPU: empty, not zero
         assert (df["train_images_per_s"] > 0).all() and (df["cpu_util_mean_pct"].notna()).all()
         assert df["elapsed_s"].is_monotonic_increasing
+        # the harness's own work: measured (checkpoint at least), and part of the epoch
+        assert ((df["harness_s"] > 0) & (df["harness_s"] < df["epoch_time_s"] - df["train_time_s"] + 0.5)).all()
         util = pd.read_csv(run / R.UTIL_CSV)
         assert {"timestamp", "phase", "cpu_pct", "cpu0_pct", "process_cpu_pct", "rss_mb"} <= set(util.columns)
         assert meta["status"] == "completed" and meta["schema_version"] == R.SCHEMA_VERSION

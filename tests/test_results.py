@@ -88,3 +88,21 @@ def test_find_runs_expands_trees_and_globs(tmp_path):
     assert R.find_runs([str(tmp_path / "*")]) == [a, b]
     with pytest.raises(BenchError, match="no run folders match"):
         R.find_runs([str(tmp_path / "zzz*")])
+
+
+def test_version_1_folders_read_with_the_later_columns_empty(tmp_path):
+    """Folders from before harness_s (schema 1) still compare and report; resuming one is refused."""
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    R.write_json(folder / R.RUN_JSON, {"schema_version": 1, "run_id": "v1", "status": "interrupted",
+                                       "settings": {}})
+    v1_columns = [c for c in R.EPOCH_COLUMNS if c not in R.ADDED_IN_VERSION]
+    w = R.CsvAppender(folder / R.EPOCHS_CSV, v1_columns)
+    w.append({k: v for k, v in _row(1).items() if k in v1_columns})
+    w.close()
+    run = R.read_run(folder)
+    assert run.epochs["harness_s"].isna().all() and run.epochs["epoch"].tolist() == [1]
+    from harness import session
+
+    with pytest.raises(BenchError, match="results schema 1.*resume it with that version"):
+        session.resume_command(folder, {}, "bench run --resume v1", quiet=True)

@@ -139,6 +139,8 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
     rec["train_gflops_per_s"] = _median_range(steady.get("train_gflops_per_s"))[0]
     train_time = _sum(steady.get("train_time_s"))
     rec["data_wait_pct"] = 100 * _sum(steady.get("data_wait_s")) / train_time if train_time else None
+    epoch_time, harness = _sum(steady.get("epoch_time_s")), _values(steady.get("harness_s"))
+    rec["harness_pct"] = 100 * sum(harness) / epoch_time if harness and epoch_time else None
     _accuracy(rec, ok, target)
     for col in ("cpu_util_mean_pct", "process_cpu_pct", "gpu_util_mean_pct"):
         rec[col] = _num(steady[col].mean()) if len(steady) and col in steady else None
@@ -252,7 +254,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     g["time_to_target_s"], g["target_reached"] = _med(reached), len(reached)
     for col in ("cpu_util_mean_pct", "process_cpu_pct", "gpu_util_mean_pct", "train_gflops_per_s"):
         g[col] = _mean([r[col] for r in runs])
-    for col in ("data_wait_pct", "train_time_s", "eval_time_s", "data_wait_s", "warmup_epoch_time_s"):
+    for col in ("data_wait_pct", "harness_pct", "train_time_s", "eval_time_s", "data_wait_s", "warmup_epoch_time_s"):
         g[col] = _med([r[col] for r in runs])
     for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct"):
         g[col] = _max([r[col] for r in runs])

@@ -22,6 +22,8 @@ OTHER_LOAD_PCT = 25.0
 # and below which it is negligible.
 DATA_BOTTLENECK_PCT = 10.0
 DATA_NEGLIGIBLE_PCT = 3.0
+# Share of the epoch the harness's own work (harness_s) may take and still count as negligible.
+HARNESS_NEGLIGIBLE_PCT = 2.0
 # Change of epoch time from the first to the last steady epoch that counts as drift.
 DRIFT_PCT = 10.0
 
@@ -77,6 +79,7 @@ def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None =
     out += _scaling(scaling or [])
     out += _utilisation(groups, who)
     out += _data_loading(groups, who)
+    out += _harness_cost(groups, who)
     out += _warmup_and_drift(groups, who)
     out += _accuracy(groups, who)
     out += _stops(groups, who)
@@ -165,6 +168,20 @@ def _utilisation(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Obse
         out.append(Observation(f"{verdict} for {who[id(g)]}: mean system utilisation {cpu:.0f} % during "
                                f"training{cores}.{others}", "cpu_util.png", g["device"] == "cpu"))
     return out
+
+
+def _harness_cost(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    """The harness's own work (harness_s: sampler, progress bar, checkpoint) against the epoch."""
+    shares = [(g["harness_pct"], g) for g in groups if g.get("harness_pct") is not None]
+    if not shares:
+        return []
+    worst, g = max(shares, key=lambda x: x[0])
+    where = f" (at most, for {who[id(g)]})" if len(shares) > 1 else ""
+    verdict = ("negligible" if worst < HARNESS_NEGLIGIBLE_PCT else
+               f"not negligible with epochs of {num(g.get('epoch_time_s'))} s, where the per-epoch checkpoint is a "
+               f"fixed cost that longer epochs dilute")
+    return [Observation(f"bench's own work (utilisation samples, progress bar, checkpoint) took {worst:.2f} % of "
+                        f"the epoch time{where}: {verdict}.", "epoch_breakdown.png")]
 
 
 def _data_loading(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
