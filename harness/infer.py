@@ -37,12 +37,11 @@ import numpy as np
 from harness import __version__
 from harness import results as R
 from harness.backend import Backend, InputSpec, ModelSpec, OptimSpec, create_backend, load_backend_class
-from harness.catalogue import model_info
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.data.stream import eval_stream
 from harness.errors import BenchError
-from harness.runner import now_iso
+from harness.runner import model_specs, now_iso
 from harness.session import config_from_settings
 
 ONNX_NAME = "model.onnx"  # where `bench export` writes in a run folder, and `bench infer` looks
@@ -172,17 +171,6 @@ def run_config(source: Source, data_dir: Path | None = None) -> RunConfig:
     if data_dir is not None:
         config.data_dir = Path(data_dir)
     return config
-
-
-def model_specs(config: RunConfig, num_classes: int) -> tuple[ModelSpec, OptimSpec, InputSpec]:
-    """The specs `bench run` built the model with (as runner.prepare_backend makes them)."""
-    info = model_info(config.model)
-    spec = ModelSpec(name=config.model, num_classes=num_classes, image_size=config.input_size,
-                     shortcut=config.shortcut, no_skip=tuple(config.no_skip), head=config.head,
-                     freeze=config.freeze, train_bn=config.train_bn)
-    optim = OptimSpec(name=config.optimizer, lr=config.learning_rate, momentum=config.momentum,
-                      weight_decay=config.weight_decay)
-    return spec, optim, InputSpec(mean=info.mean, std=info.std)
 
 
 def load_model(source: Source, config: RunConfig, *, device: str, threads: int | None) -> Loaded:

@@ -22,6 +22,25 @@ from harness.results import CsvAppender, util_columns
 MIN_INTERVAL_S = 0.05
 
 
+def busy_pct(before: Any, after: Any) -> float:
+    """System CPU utilisation (0-100) of one CPU between two ``psutil.cpu_times`` readings,
+    by psutil's own formula (busy = total - idle - iowait; guest time is already in user).
+
+    The monitor keeps its own previous reading instead of calling ``psutil.cpu_percent``:
+    psutil (>= 5.9.6) keeps that function's previous reading per calling thread, and samples
+    are taken by both the sampler thread and the training thread (at phase changes), so each
+    would measure a different interval from the one the monitor weights it by."""
+    def totals(t: Any) -> tuple[float, float]:
+        total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+        return total, total - t.idle - getattr(t, "iowait", 0.0)
+
+    total0, busy0 = totals(before)
+    total1, busy1 = totals(after)
+    if total1 <= total0:
+        return 0.0
+    return min(100.0, max(0.0, 100.0 * (busy1 - busy0) / (total1 - total0)))
+
+
 @dataclass
 class _Aggregate:
     # (value, seconds the sample covers)
@@ -117,9 +136,9 @@ class Monitor:
         if self.path is not None:
             cols = util_columns(self._n_cores, len(self._nvml.handles))
             self._writer = CsvAppender(self.path, cols, durable=False)
-        # The first cpu_percent call only primes psutil's counters.
-        psutil.cpu_percent(percpu=True)
-        self._process.cpu_percent()
+        # The readings each sample is measured from (see busy_pct).
+        self._last_cpu = psutil.cpu_times(percpu=True)
+        self._last_proc = self._process_cpu_s()
         self._last_sample = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
         self._thread.start()
@@ -165,6 +184,10 @@ class Monitor:
             self._sample_locked(dt)
             self._cost_s += time.perf_counter() - now
 
+    def _process_cpu_s(self) -> float:
+        times = self._process.cpu_times()
+        return times.user + times.system
+
     def take_cost(self) -> float:
         """Seconds spent sampling (either thread) since the last call: the sampler's own cost."""
         with self._lock:
@@ -173,13 +196,17 @@ class Monitor:
 
     def _sample_locked(self, dt: float) -> None:
         """One sample covering the last ``dt`` seconds; epoch means are weighted by ``dt``."""
-        per_core = psutil.cpu_percent(percpu=True)
+        cpu_now = psutil.cpu_times(percpu=True)
+        per_core = [busy_pct(a, b) for a, b in zip(self._last_cpu, cpu_now)]
+        self._last_cpu = cpu_now
         overall = sum(per_core) / len(per_core) if per_core else 0.0
         try:
-            proc_cpu = self._process.cpu_percent()
+            proc_now = self._process_cpu_s()
             rss_mb = self._process.memory_info().rss / 2**20
         except psutil.Error:
             return
+        proc_cpu = 100.0 * max(0.0, proc_now - self._last_proc) / dt  # 100 = one core busy
+        self._last_proc = proc_now
         gpu = self._nvml.sample()
         row: dict[str, Any] = {
             "timestamp": round(time.time(), 3),

@@ -110,25 +110,31 @@ class Prepared:
     weights: dict[str, Any] = field(default_factory=dict)  # run.json model.weights (harness/weights.py)
 
 
-def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -> Prepared:
-    """Create, configure and build a backend, and load the canonical initial weights."""
-    backend = create_backend(name)
-    threads = backend.configure(device=config.device, threads=config.threads, seed=seed)
-    threads["malloc"] = tune_malloc()  # reuse freed step buffers (harness/allocator.py)
+def model_specs(config: RunConfig, num_classes: int) -> tuple[ModelSpec, OptimSpec, InputSpec]:
+    """What the backend builds from ``config``; `bench infer` rebuilds a run's model with it."""
     info = model_info(config.model)
     spec = ModelSpec(name=config.model, num_classes=num_classes, image_size=config.input_size,
                      shortcut=config.shortcut, no_skip=tuple(config.no_skip), head=config.head,
                      freeze=config.freeze, train_bn=config.train_bn)
     optim = OptimSpec(name=config.optimizer, lr=config.learning_rate, momentum=config.momentum,
                       weight_decay=config.weight_decay)
-    backend.build(spec, optim, InputSpec(mean=info.mean, std=info.std))
+    return spec, optim, InputSpec(mean=info.mean, std=info.std)
+
+
+def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -> Prepared:
+    """Create, configure and build a backend, and load the canonical initial weights."""
+    backend = create_backend(name)
+    threads = backend.configure(device=config.device, threads=config.threads, seed=seed)
+    threads["malloc"] = tune_malloc()  # reuse freed step buffers (harness/allocator.py)
+    spec, optim, inputs = model_specs(config, num_classes)
+    backend.build(spec, optim, inputs)
     shapes = {k: tuple(v.shape) for k, v in backend.state_arrays().items()}
     backend.load_arrays(initial_state(shapes, seed))
     # --weights over the canonical init; a head that does not fit and --no-skip blocks keep
     # the canonical init ("re-initialised and trainable"). harness/weights.py.
     weights = apply_weights(backend, spec=config.weights, model=config.model, no_skip=tuple(config.no_skip),
                             download=config.download, quiet=config.quiet)
-    flops = train_flops_per_image(info, image_size=spec.image_size, num_classes=num_classes,
+    flops = train_flops_per_image(model_info(config.model), image_size=spec.image_size, num_classes=num_classes,
                                   shortcut=spec.shortcut, head=spec.head,
                                   frozen_backbone=spec.freeze == "backbone")
     return Prepared(backend, spec, threads, flops, weights)

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import os
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ import numpy as np
 
 from harness.catalogue import IMAGENET_LAYERS, BOTTLENECK_DEPTHS, model_info
 from harness.errors import BenchError
+from harness.results import atomic_write_bytes
 
 # torchvision.models.ResNet*_Weights.IMAGENET1K_V1 (torchvision 0.13+). The 8 hex digits in
 # each name are the start of the file's sha256, which torch.hub checks after downloading.
@@ -203,19 +204,11 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to exactly ``path``, atomically (temp file + rename)."""
+    """Write ``arrays`` to exactly ``path``, atomically (results.atomic_write_bytes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; caches are shared like the files they come from
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def read_arrays(source: WeightsSource, backend_name: str, *, quiet: bool = True) -> tuple[dict[str, np.ndarray], str]:

@@ -1,0 +1,51 @@
+"""harness/monitor.py: samples taken by either thread measure the interval they are weighted by,
+so the system-wide figure can never read below this process's own share."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import psutil
+
+from harness.monitor import Monitor, busy_pct
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
+
+
+def test_system_utilisation_covers_this_process_in_every_sample(tmp_path):
+    """The training thread spins (one core busy) and switches phase, which samples from the
+    training thread too; the sampler thread samples every 0.1 s. Each row's system figure
+    must include this process's core: psutil.cpu_percent keeps per-thread state, which made
+    the first sampler-thread row read 0 % while the process kept a core busy."""
+    path = tmp_path / "util.csv"
+    with Monitor(path, interval_s=0.1) as monitor:
+        for epoch in (1, 2):
+            monitor.set_phase(epoch, "train")
+            _spin(0.6)
+            monitor.set_phase(epoch, "eval")
+            _spin(0.2)
+            agg = monitor.take_epoch()
+            assert agg["process_cpu_pct"] > 70  # one core, less scheduling noise
+            cores = psutil.cpu_count() or 1
+            # the whole machine's busy share is at least this process's share of it
+            assert agg["cpu_util_mean_pct"] >= 0.8 * agg["process_cpu_pct"] / cores
+        assert monitor.take_cost() > 0
+    rows = pd.read_csv(path)
+    assert len(rows) >= 8 and set(rows["phase"]) == {"train", "eval"}
+    cores = psutil.cpu_count() or 1
+    busy = rows[rows["process_cpu_pct"] > 50]
+    assert len(busy) >= 6
+    assert (busy["cpu_pct"] * cores >= 0.6 * busy["process_cpu_pct"]).all(), busy[["cpu_pct", "process_cpu_pct"]]
+
+
+def test_busy_pct_follows_psutils_formula():
+    before, after = psutil.cpu_times(), None
+    _spin(0.2)
+    after = psutil.cpu_times()
+    assert 0 < busy_pct(before, after) <= 100
+    assert busy_pct(after, after) == 0.0
