@@ -119,11 +119,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_sysinfo(args: argparse.Namespace) -> int:
-    from harness.sysinfo import format_machine, machine_info, measure_matmul_peak
+    from harness.sysinfo import format_machine, machine_info, measure_matmul_peak, save_peak
 
     info = machine_info()
     if args.peak:
-        info.update(measure_matmul_peak())
+        info["peak_matmul"] = save_peak(info["machine_id"], measure_matmul_peak())
     print(json.dumps(info, indent=2) if args.json else format_machine(info))
     return 0
 
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("sysinfo", help="describe this machine as run.json records it")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--peak", action="store_true", help="also measure float32 matmul peak GFLOP/s (~5 s)")
+    p.add_argument("--peak", action="store_true", help="also measure float32 matmul peak GFLOP/s (~5 s); later runs on this machine record "
+                   "it so reports can say what share of the machine a framework used")
     p.set_defaults(func=_cmd_sysinfo)
     for register in _optional_commands():
         register(sub)

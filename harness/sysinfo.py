@@ -13,7 +13,9 @@ import importlib.metadata
 import os
 import platform
 import socket
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,6 +116,9 @@ def machine_info() -> dict[str, Any]:
         "blas": blas_info(),
         "libraries": {name: _version(name) for name in LIBRARIES},
         "thread_env": {k: os.environ.get(k) for k in THREAD_ENV_VARS},
+        # `bench sysinfo --peak` measured on this machine earlier (None if never): lets a
+        # report say what share of the machine's float32 throughput a framework reached.
+        "peak_matmul": cached_peak(hashlib.sha256(ident.encode()).hexdigest()[:12]),
     }
 
 
@@ -132,8 +137,10 @@ def format_machine(info: dict[str, Any]) -> str:
     lines += [("Python", info["python"]), ("numpy", f"{info['numpy']} (BLAS: {info['blas']})")]
     lines += [(name, ver) for name, ver in info["libraries"].items() if ver]
     lines += [(k, v if v is not None else "(unset)") for k, v in info["thread_env"].items()]
-    if "peak_matmul_gflops" in info:
-        lines.append(("fp32 matmul peak", f"{info['peak_matmul_gflops']:.1f} GFLOP/s (numpy, {info['peak_matmul_threads']} threads)"))
+    peak = info.get("peak_matmul")
+    if peak:
+        lines.append(("fp32 matmul peak", f"{peak['gflops']:.1f} GFLOP/s (numpy, {peak['threads']} threads, "
+                                          f"measured {peak['measured_at'][:16]})"))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
 
@@ -162,3 +169,41 @@ def measure_matmul_peak(n: int = 2048, seconds: float = 3.0) -> dict[str, Any]:
     except Exception:
         pass
     return {"peak_matmul_gflops": 2 * n**3 / best / 1e9, "peak_matmul_n": n, "peak_matmul_threads": threads}
+
+
+def peak_cache_path() -> Path:
+    """Where `bench sysinfo --peak` keeps its measurement, one entry per machine id."""
+    base = os.environ.get("BENCH_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                             os.path.expanduser("~/.cache"), "bench")
+    return Path(base) / "matmul-peak.json"
+
+
+def cached_peak(machine_id: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(peak_cache_path().read_text()).get(machine_id)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) and isinstance(entry.get("gflops"), (int, float)) else None
+
+
+def save_peak(machine_id: str, measured: dict[str, Any]) -> dict[str, Any]:
+    """Record a measurement for later runs on this machine; returns the entry. Never raises
+    for an unwritable cache (the measurement is printed either way)."""
+    from datetime import datetime, timezone
+
+    from harness.results import atomic_write_bytes
+
+    entry = {"gflops": round(measured["peak_matmul_gflops"], 2), "threads": measured["peak_matmul_threads"],
+             "n": measured["peak_matmul_n"], "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = peak_cache_path()
+    try:
+        try:
+            table = json.loads(path.read_text())
+            table = table if isinstance(table, dict) else {}
+        except (OSError, ValueError):
+            table = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(table | {machine_id: entry}, indent=2).encode())
+    except OSError:
+        pass
+    return entry

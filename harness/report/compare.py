@@ -137,6 +137,12 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
         rec[col] = _median_range(steady.get(col))[0]
     rec["warmup_epoch_time_s"] = _first(ok.loc[ok["epoch"] == first_epoch, "epoch_time_s"]) if len(ok) else None
     rec["train_gflops_per_s"] = _median_range(steady.get("train_gflops_per_s"))[0]
+    # share of this machine's fp32 matmul peak (`bench sysinfo --peak`, CPU runs only)
+    peak = (machine.get("peak_matmul") or {}).get("gflops")
+    on_cpu = str(rec["device"]).startswith("cpu")
+    rec["peak_gflops"] = _num(peak) if on_cpu and peak else None
+    rec["peak_pct"] = (100 * rec["train_gflops_per_s"] / rec["peak_gflops"]
+                       if rec["peak_gflops"] and rec["train_gflops_per_s"] is not None else None)
     train_time = _sum(steady.get("train_time_s"))
     rec["data_wait_pct"] = 100 * _sum(steady.get("data_wait_s")) / train_time if train_time else None
     epoch_time, harness = _sum(steady.get("epoch_time_s")), _values(steady.get("harness_s"))
@@ -252,8 +258,9 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     g["target_acc"] = first["target_acc"]
     reached = [r["time_to_target_s"] for r in runs if r["time_to_target_s"] is not None]
     g["time_to_target_s"], g["target_reached"] = _med(reached), len(reached)
-    for col in ("cpu_util_mean_pct", "process_cpu_pct", "gpu_util_mean_pct", "train_gflops_per_s"):
+    for col in ("cpu_util_mean_pct", "process_cpu_pct", "gpu_util_mean_pct", "train_gflops_per_s", "peak_pct"):
         g[col] = _mean([r[col] for r in runs])
+    g["peak_gflops"] = first["peak_gflops"]
     for col in ("data_wait_pct", "harness_pct", "train_time_s", "eval_time_s", "data_wait_s", "warmup_epoch_time_s"):
         g[col] = _med([r[col] for r in runs])
     for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct"):

@@ -78,6 +78,7 @@ def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None =
     out += _machines(groups)
     out += _scaling(scaling or [])
     out += _utilisation(groups, who)
+    out += _machine_share(groups, who)
     out += _data_loading(groups, who)
     out += _harness_cost(groups, who)
     out += _warmup_and_drift(groups, who)
@@ -167,6 +168,18 @@ def _utilisation(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Obse
                           f"so these speeds understate what {g['backend']} can do here.")
         out.append(Observation(f"{verdict} for {who[id(g)]}: mean system utilisation {cpu:.0f} % during "
                                f"training{cores}.{others}", "cpu_util.png", g["device"] == "cpu"))
+    return out
+
+
+def _machine_share(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    """Achieved training GFLOP/s against the machine's fp32 matmul peak (CPU runs that have one)."""
+    out = []
+    for g in groups:
+        if g.get("peak_pct") is None:
+            continue
+        out.append(Observation(
+            f"{who[id(g)]} trained at {num(g['train_gflops_per_s'])} GFLOP/s, {g['peak_pct']:.0f} % of this machine's "
+            f"float32 matmul peak ({num(g['peak_gflops'])} GFLOP/s, `bench sysinfo --peak`).", "throughput.png"))
     return out
 
 

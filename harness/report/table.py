@@ -20,7 +20,8 @@ FORMATS = ("text", "csv", "markdown", "json")
 NOTE = ("Speeds are medians over the epochs after the first (warm-up); the range in brackets is "
         "min–max over those epochs for one run, or across the runs' medians for several. "
         "Accuracy: top-1 on the test set. CPU/GPU %: mean utilisation while training; "
-        "RSS/GPU MiB: peak memory.")
+        "RSS/GPU MiB: peak memory. GFLOP/s: training FLOPs per second (3 x forward per image).")
+PEAK_NOTE = " % peak: of this machine's fp32 matmul peak, measured by `bench sysinfo --peak`."
 BASELINE_NOTE = ("speed-up: training images/s over the {base} row of the same configuration; "
                  "Δacc pp: best test accuracy minus its, in percentage points (same epochs only).")
 # Text tables move these into a caption line when every row has the same value.
@@ -97,6 +98,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[Column]:
         Column("epoch s", lambda g: _with_range(g, "epoch_time_s")),
         Column("train img/s", lambda g: _with_range(g, "train_images_per_s")),
         Column("eval img/s", lambda g: num(g.get("eval_images_per_s"))),
+        Column("GFLOP/s", lambda g: num(g.get("train_gflops_per_s"))),
+        Column("% peak", lambda g: "" if g.get("peak_pct") is None else f"{g['peak_pct']:.0f}"),
         Column("best acc %", _acc("best_test_acc")),
         Column("final acc %", _acc("final_test_acc")),
     ]
@@ -135,7 +138,8 @@ def public_fields(g: dict[str, Any]) -> dict[str, Any]:
 
 def notes(rows: list[dict[str, Any]]) -> str:
     base = next((g["baseline"] for g in rows if g.get("baseline")), None)
-    return NOTE + ("\n" + BASELINE_NOTE.format(base=base) if base else "")
+    peak = PEAK_NOTE if any(g.get("peak_pct") is not None for g in rows) else ""
+    return NOTE + peak + ("\n" + BASELINE_NOTE.format(base=base) if base else "")
 
 
 def _collapse(headers: list[str], cells: list[list[str]], right: list[bool]):
