@@ -122,6 +122,18 @@ def test_observations_follow_the_numbers(runs_dir):
     assert any("Data loading was not a bottleneck for torch" in t for t in texts)
     best = f"{100 * chainer['best_test_acc']:.1f} %"
     assert any(t.startswith("Best test accuracy, resnet20 on cifar10:") and best in t for t in texts)
+    assert any(t.startswith("Peak memory did not grow after the first epoch (at most +0.1 %") for t in texts), texts
+
+
+def test_memory_growth_is_called_out(tmp_path):
+    write_synthetic_run(tmp_path / "leaky", backend="chainer", epochs=5)
+    path = tmp_path / "leaky" / "epochs.csv"
+    df = pd.read_csv(path)
+    df["rss_peak_mb"] = [900, 1000, 1100, 1200, 1300]  # +30 % from epoch 2 to 5
+    df.to_csv(path, index=False)
+    _, groups = C.compare_runs(C.load_runs([str(tmp_path / "leaky")]))
+    found = [o for o in observe(groups) if "Peak memory" in o.text]
+    assert len(found) == 1 and found[0].headline and "grew by 30 % from the second epoch" in found[0].text
 
 
 def test_html_report_is_self_contained(runs_dir, tmp_path):

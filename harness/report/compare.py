@@ -153,6 +153,9 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
     for col in ("cpu_util_max_pct", "rss_peak_mb", "gpu_mem_peak_mb"):
         rec[col] = _num(ep[col].max()) if len(ep) else None
     rec["elapsed_s"] = _num(ep["elapsed_s"].max()) if len(ep) else None
+    # Peak memory of the last epoch against the second's (the first allocates): a leak shows here.
+    rss = _values(ok["rss_peak_mb"]) if "rss_peak_mb" in ok else []
+    rec["rss_growth_pct"] = 100 * (rss[-1] - rss[1]) / rss[1] if len(rss) >= 3 and rss[1] > 0 else None
     rec["command"] = meta.get("command") or ""
     rec["_config"] = _config(settings, rec)
     rec["config"] = _hash(rec["_config"])
@@ -263,7 +266,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     g["peak_gflops"] = first["peak_gflops"]
     for col in ("data_wait_pct", "harness_pct", "train_time_s", "eval_time_s", "data_wait_s", "warmup_epoch_time_s"):
         g[col] = _med([r[col] for r in runs])
-    for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct"):
+    for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct", "rss_growth_pct"):
         g[col] = _max([r[col] for r in runs])
     g.update(machine_id=first["machine_id"], hostname=first["hostname"], cpu_logical_cores=first["cpu_logical_cores"],
              config=first["config"],

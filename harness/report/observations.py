@@ -24,6 +24,8 @@ DATA_BOTTLENECK_PCT = 10.0
 DATA_NEGLIGIBLE_PCT = 3.0
 # Share of the epoch the harness's own work (harness_s) may take and still count as negligible.
 HARNESS_NEGLIGIBLE_PCT = 2.0
+# Growth of peak RSS from the second epoch to the last that counts as memory growing.
+MEMORY_GROWTH_PCT = 5.0
 # Change of epoch time from the first to the last steady epoch that counts as drift.
 DRIFT_PCT = 10.0
 
@@ -82,6 +84,7 @@ def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None =
     out += _data_loading(groups, who)
     out += _harness_cost(groups, who)
     out += _warmup_and_drift(groups, who)
+    out += _memory(groups, who)
     out += _accuracy(groups, who)
     out += _stops(groups, who)
     return out
@@ -243,6 +246,22 @@ def _warmup_and_drift(groups: list[dict[str, Any]], who: dict[int, str]) -> list
             out.append(Observation(f"Epoch times of {who[id(g)]} varied by {100 * (hi - lo) / lo:.0f} % after warm-up "
                                    f"({num(lo)}–{num(hi)} s): check for other load or thermal throttling.",
                                    "epoch_time.png"))
+    return out
+
+
+def _memory(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Observation]:
+    """Peak RSS from the second epoch to the last: steady, or growing (a leak, a filling cache)."""
+    growth = [(g["rss_growth_pct"], g) for g in groups if g.get("rss_growth_pct") is not None]
+    if not growth:
+        return []
+    grew = [(p, g) for p, g in growth if p > MEMORY_GROWTH_PCT]
+    out = [Observation(f"Peak memory of {who[id(g)]} grew by {p:.0f} % from the second epoch to the last "
+                       f"(to {num(g.get('rss_peak_mb'))} MiB): something accumulates per epoch.", None, True)
+           for p, g in grew]
+    if len(grew) < len(growth):
+        steady = max(p for p, g in growth if p <= MEMORY_GROWTH_PCT)
+        out.append(Observation(f"Peak memory did not grow after the first epoch{' for the other runs' if grew else ''} "
+                               f"(at most {steady:+.1f} % from the second epoch to the last).", None))
     return out
 
 

@@ -151,7 +151,7 @@ def _epochs_and_samples(rng, run_id, s, world_size, ips, final_acc, cpu_pct, wai
             "train_gflops_per_s": 3 * 41e6 * train_ips / 1e9,
             "cpu_util_mean_pct": None, "cpu_util_max_pct": None,
             "process_cpu_pct": cpu_pct / 100 * n_cores * 100 * 0.97,
-            "rss_peak_mb": 900.0 + 40 * epoch, "gpu_util_mean_pct": None, "gpu_util_max_pct": None,
+            "rss_peak_mb": 900.0 + 40 * min(epoch, 2) + epoch % 2, "gpu_util_mean_pct": None, "gpu_util_max_pct": None,
             "gpu_mem_peak_mb": None, "status": (status if last else EPOCH_OK),
         }
         start = elapsed
@@ -179,7 +179,7 @@ def _samples(rng, start, row, cpu_pct, n_cores, n_gpus, sample_s):
         cores = [max(0.0, min(100.0, level + rng.gauss(0, 6) - (25 if i == 0 else 0))) for i in range(n_cores)]
         sample = {"timestamp": 1.74e9 + t, "elapsed_s": t, "rank": 0, "epoch": row["epoch"],
                   "phase": phase, "cpu_pct": sum(cores) / n_cores,
-                  "process_cpu_pct": sum(cores) * 0.97, "rss_mb": 850.0 + 40 * row["epoch"]}
+                  "process_cpu_pct": sum(cores) * 0.97, "rss_mb": 850.0 + 40 * min(row["epoch"], 2)}
         sample.update({f"cpu{i}_pct": c for i, c in enumerate(cores)})
         for g in range(n_gpus):
             busy = 88 if phase == "train" else 55
