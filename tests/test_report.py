@@ -122,7 +122,17 @@ def test_observations_follow_the_numbers(runs_dir):
     assert any("Data loading was not a bottleneck for torch" in t for t in texts)
     best = f"{100 * chainer['best_test_acc']:.1f} %"
     assert any(t.startswith("Best test accuracy, resnet20 on cifar10:") and best in t for t in texts)
+    # on the laptop torch ran seeds 0 and 1, chainer seed 0 only: not the same starts (the gpu-box has torch only)
+    assert any("did not start equal: their initial weights, seeds differ" in t for t in texts), texts
     assert any(t.startswith("Peak memory did not grow after the first epoch (at most +0.1 %") for t in texts), texts
+
+
+def test_unequal_starts_are_called_out(tmp_path):
+    write_synthetic_run(tmp_path / "a", backend="torch", seed=0)
+    write_synthetic_run(tmp_path / "b", backend="chainer", seed=1)
+    _, groups = C.compare_runs(C.load_runs([str(tmp_path)]))
+    (said,) = [o.text for o in observe(groups) if "start" in o.text and "equal" in o.text]
+    assert "did not start equal" in said and "initial weights" in said and "seeds" in said
 
 
 def test_memory_growth_is_called_out(tmp_path):
@@ -237,5 +247,7 @@ def test_real_runs_report_through_the_cli(real_runs, tmp_path):
     text = (out / "report.md").read_text()
     assert "### lab-pc (Xeon Gold 6230, 40 threads)" in text and "--backend torch" in text
     assert (out / "cpu_util.png").is_file() and (out / "cpu_cores.png").is_file()
+    if importlib.util.find_spec("chainer"):  # one `bench run` of both backends: equal starts, from run.json
+        assert "chainer and torch started equal: the same settings, the same initial weights" in text
     bad = _python_m("harness.cli", "report", str(real_runs / "here"), "--out", str(out / "report.md"), cwd=tmp_path)
     assert bad.returncode == 2 and "is a file" in bad.stderr

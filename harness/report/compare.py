@@ -157,6 +157,12 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
     rss = _values(ok["rss_peak_mb"]) if "rss_peak_mb" in ok else []
     rec["rss_growth_pct"] = 100 * (rss[-1] - rss[1]) / rss[1] if len(rss) >= 3 and rss[1] > 0 else None
     rec["command"] = meta.get("command") or ""
+    # What a fair comparison holds equal across backends (observations._fairness).
+    model_meta, data_meta = meta.get("model") or {}, meta.get("dataset") or {}
+    source = model_meta.get("weights_source") or {}
+    rec["start_state"] = " + ".join(str(x) for x in (model_meta.get("init"), source.get("sha256")) if x) or None
+    rec["data_identity"] = (f"{data_meta.get('name')} {data_meta.get('sha256')} "
+                            f"{data_meta.get('train_size')}/{data_meta.get('test_size')}") if data_meta else None
     rec["_config"] = _config(settings, rec)
     rec["config"] = _hash(rec["_config"])
     return rec
@@ -268,6 +274,9 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         g[col] = _med([r[col] for r in runs])
     for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct", "rss_growth_pct"):
         g[col] = _max([r[col] for r in runs])
+    g["start_state"] = _same([r["start_state"] for r in runs])
+    g["data_identity"] = _same([r["data_identity"] for r in runs])
+    g["seeds"] = sorted({r["seed"] for r in runs if r["seed"] is not None})
     g.update(machine_id=first["machine_id"], hostname=first["hostname"], cpu_logical_cores=first["cpu_logical_cores"],
              config=first["config"],
              run_ids=[r["run_id"] for r in runs], _config=first["_config"], _runs=runs)

@@ -77,6 +77,7 @@ def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None =
     who = {id(g): name(g) for g in groups}
     out: list[Observation] = []
     out += _speed(groups)
+    out += _fairness(groups)
     out += _machines(groups)
     out += _scaling(scaling or [])
     out += _utilisation(groups, who)
@@ -111,6 +112,33 @@ def _speed(groups: list[dict[str, Any]]) -> list[Observation]:
                            f"{num(g['train_images_per_s'])} images/s" for g in gs[1:])
         out.append(Observation(f"On {machine}, {fast['backend']} trained {what} at {num(fast['train_images_per_s'])} "
                                f"images/s, {others} ({_epochs_note(gs)}).", "throughput.png", True))
+    return out
+
+
+def _fairness(groups: list[dict[str, Any]]) -> list[Observation]:
+    """Whether backends compared on one machine started equal: same settings, same initial
+    weights, same data, same seeds (so the same batches in the same order). Said either way."""
+    out = []
+    buckets: dict[tuple, list[dict[str, Any]]] = {}
+    for g in groups:
+        buckets.setdefault((g["machine_id"], g["device"]) + _config_key(g), []).append(g)
+    for gs in buckets.values():
+        if len({g["backend"] for g in gs}) < 2:
+            continue
+        names = " and ".join(sorted({g["backend"] for g in gs}))
+        differs = [what for what, key in (("settings", "config"), ("initial weights", "start_state"),
+                                          ("data", "data_identity"), ("seeds", "seeds"))
+                   if len({str(g.get(key)) for g in gs}) > 1 or any(g.get(key) in (None, "varies") for g in gs)]
+        if differs:
+            out.append(Observation(f"{names} did not start equal: their {', '.join(differs)} differ (see run.json), "
+                                   f"so part of the difference is not the frameworks'.", None, True))
+            continue
+        g = gs[0]
+        out.append(Observation(
+            f"{names} started equal: the same settings, the same initial weights ({g['start_state']}), the same data "
+            f"({g['data_identity'].split(' ')[0]}) and seed{'s' if len(g['seeds']) > 1 else ''} "
+            f"{', '.join(map(str, g['seeds']))}, so the same batches in the same order; what differs is the framework. "
+            f"`bench parity --model {g['model']}` checks that both compute the same step.", None, True))
     return out
 
 
