@@ -150,6 +150,19 @@ class Backend(Protocol):
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Eval-mode logits (float32, N x classes) for uint8 NHWC images."""
 
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """Eval-mode outputs of everything before the classifier (float32, N x F) for uint8
+        NHWC images: what ``--cache-features`` stores (harness/feature_cache.py)."""
+
+    def train_head_epoch(self, feature_batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                         on_step: StepCallback | None = None) -> TrainStats:
+        """:meth:`train_epoch` for the classifier alone, on (features, labels) batches of
+        :meth:`features` outputs; only the head's parameters change."""
+
+    def train_step_probe(self, batch: Batch) -> float:
+        """Exactly one training step on ``batch``; its mean loss. `bench parity` compares the
+        state after it across frameworks (harness/parity.py)."""
+
     def save_checkpoint(self, path: Path) -> None:
         """Model and optimiser state in the framework's native format, to exactly ``path``."""
 

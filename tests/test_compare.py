@@ -223,3 +223,22 @@ def test_cli_compare(tree, tmp_path):
     assert bad.returncode == 2 and "schema version 99" in bad.stderr and "Traceback" not in bad.stderr
     bad = _cli("compare", str(tree), "--output", str(tmp_path / "no" / "such" / "dir" / "t.txt"), cwd=tmp_path)
     assert bad.returncode == 2 and "cannot write" in bad.stderr
+
+
+def test_rows_that_differ_in_threads_say_so(tmp_path):
+    """Runs that differ only in --threads are separate rows, labelled, not look-alike repeats."""
+    for name, threads in (("one", 1), ("two", 2)):
+        folder = write_synthetic_run(tmp_path / name, backend="torch", images_per_s=100.0 * threads)
+        meta = json.loads((folder / "run.json").read_text())
+        meta["settings"]["threads"] = threads
+        (folder / "run.json").write_text(json.dumps(meta))
+    write_synthetic_run(tmp_path / "chainer", backend="chainer")
+    _, groups = C.compare_runs(C.load_runs([str(tmp_path)]))
+    text = format_table(groups, "text")
+    header = next(line for line in text.splitlines() if line.startswith("machine"))
+    assert "threads" in header and len(groups) == 3
+    from harness.report.observations import observe
+
+    said = " ".join(o.text for o in observe(groups))
+    assert "torch trained resnet20 (cifar10, batch 128, cpu, 2 threads) at 2" in said
+    assert "torch trained resnet20 (cifar10, batch 128, cpu, 1 thread) at 1" in said and "(default threads)" in said

@@ -42,20 +42,33 @@ def _namer(groups: list[dict[str, Any]]):
     'torch (resnet20, batch 64) on laptop'."""
     many_machines = len({g["machine_id"] for g in groups}) > 1
     fields = [(k, fmt) for k, fmt in (("model", "{}"), ("dataset", "{}"), ("batch_size", "batch {}"),
-                                      ("world_size", "{} processes"), ("epochs_planned", "{} epochs"))
-              if len({g[k] for g in groups}) > 1]
+                                      ("world_size", "{} processes"), ("threads", "{} threads"),
+                                      ("epochs_planned", "{} epochs"))
+              if len({_field(g, k) for g in groups}) > 1]
     show_device = len({g["device"] for g in groups}) > 1
 
     def name(g: dict[str, Any]) -> str:
         out = g["backend"]
         if fields:
-            out += " (" + ", ".join(fmt.format(g[k]) for k, fmt in fields) + ")"
+            out += " (" + ", ".join(_plural(fmt.format(_field(g, k))) for k, fmt in fields) + ")"
         if many_machines:
             out += f" on {g['hostname']}"
         if show_device:
             out += f" ({g['device']})" if many_machines else f" on {g['device']}"
         return out
     return name
+
+
+def _field(g: dict[str, Any], key: str) -> Any:
+    """A group's value of ``key``; ``threads`` is the --threads setting ("default" when unset)."""
+    if key == "threads":
+        return (g.get("_config") or {}).get("threads") or "default"
+    return g[key]
+
+
+def _plural(text: str) -> str:
+    """'1 processes' -> '1 process', '1 threads' -> '1 thread'."""
+    return text[:-2] if text.startswith("1 process") else text[:-1] if text.startswith("1 thread") else text
 
 
 def _epochs_note(gs: list[dict[str, Any]]) -> str:
@@ -66,7 +79,7 @@ def _epochs_note(gs: list[dict[str, Any]]) -> str:
 
 
 def _config_key(g: dict[str, Any]) -> tuple:
-    return (g["model"], g["dataset"], g["batch_size"], g["world_size"])
+    return (g["model"], g["dataset"], g["batch_size"], g["world_size"], _field(g, "threads"))
 
 
 def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None = None) -> list[Observation]:
@@ -88,7 +101,7 @@ def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None =
     out += _memory(groups, who)
     out += _accuracy(groups, who)
     out += _stops(groups, who)
-    return out
+    return list(dict.fromkeys(out))  # the same sentence for several configurations: once
 
 
 def _speed(groups: list[dict[str, Any]]) -> list[Observation]:
@@ -98,9 +111,12 @@ def _speed(groups: list[dict[str, Any]]) -> list[Observation]:
     for g in groups:
         if g.get("train_images_per_s"):
             buckets.setdefault((g["machine"], g["device"]) + _config_key(g), []).append(g)
-    for (machine, device, model, dataset, batch, _), gs in buckets.items():
+    varying = [(k, fmt) for k, fmt in (("world_size", "{} processes"), ("threads", "{} threads"))
+               if len({_field(g, k) for g in groups}) > 1]
+    for (machine, device, model, dataset, batch, *_), gs in buckets.items():
         gs = sorted(gs, key=lambda g: -g["train_images_per_s"])
-        what = f"{model} ({dataset}, batch {batch}, {device})"
+        extra = "".join(f", {_plural(fmt.format(_field(gs[0], k)))}" for k, fmt in varying)
+        what = f"{model} ({dataset}, batch {batch}, {device}{extra})"
         fast = gs[0]
         if len(gs) == 1:
             lo, hi = fast.get("train_images_per_s_min"), fast.get("train_images_per_s_max")
@@ -186,7 +202,9 @@ def _utilisation(groups: list[dict[str, Any]], who: dict[int, str]) -> list[Obse
         if cpu is None:
             continue
         of = f" of {g['cpu_logical_cores']}" if g.get("cpu_logical_cores") else ""
-        cores = f"; the process kept {proc / 100:.1f}{of} logical cores busy on average" if proc is not None else ""
+        ranks = int(g.get("world_size") or 1)
+        who_ran = "the process" if ranks == 1 else f"the {ranks} processes together"
+        cores = f"; {who_ran} kept {proc / 100:.1f}{of} logical cores busy on average" if proc is not None else ""
         verdict = ("The CPU was saturated" if cpu >= CPU_SATURATED_PCT else
                    "The CPU was busy but not saturated" if cpu >= CPU_BUSY_PCT else "The CPU was not saturated")
         # A busy machine whose load is mostly not this process means other programs competed

@@ -25,7 +25,7 @@ PEAK_NOTE = " % peak: of this machine's fp32 matmul peak, measured by `bench sys
 BASELINE_NOTE = ("speed-up: training images/s over the {base} row of the same configuration; "
                  "Δacc pp: best test accuracy minus its, in percentage points (same epochs only).")
 # Text tables move these into a caption line when every row has the same value.
-_COLLAPSIBLE = ("model", "dataset", "device", "batch", "procs", "epochs", "runs")
+_COLLAPSIBLE = ("model", "dataset", "device", "batch", "procs", "threads", "epochs", "runs")
 
 
 def num(x: float | None) -> str:
@@ -89,6 +89,12 @@ def _columns(rows: list[dict[str, Any]]) -> list[Column]:
         Column("device", lambda g: str(g["device"]), False, True),
         Column("batch", lambda g: str(g["batch_size"] or ""), always=True),
         Column("procs", lambda g: str(g["world_size"] or 1), always=True),
+    ]
+    if any((g.get("_config") or {}).get("threads") is not None for g in rows):
+        # --threads decides CPU speed; rows that differ only in it would look like repeats
+        cols.append(Column("threads", lambda g: str((g.get("_config") or {}).get("threads") or "default"),
+                           always=True))
+    cols += [
         Column("epochs", _epochs, always=True),
         Column("runs", lambda g: str(g.get("runs", 1)), always=True),
     ]
