@@ -66,6 +66,8 @@ def test_report_has_an_inference_section_and_figure(folders, tmp_path):
     assert "## Inference" in md and "inference.png" in md and (out / "inference.png").stat().st_size > 10_000
     assert "2 training runs and 3 inference runs" in md
     assert "answers in" in md  # the batch-1 latency sentence
+    assert "onnxruntime ran the torch-trained resnet8" in md and "x as fast at batch 1 (" in md
+    assert "scores the same top-1 in onnxruntime and torch" in md  # one trained model, two backends
     infer_only = tmp_path / "infer-only"
     bench("report", str(folders["infer_root"]), "--out", str(infer_only), check=True)
     md = (infer_only / "report.md").read_text()

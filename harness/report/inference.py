@@ -221,12 +221,57 @@ def infer_observations(records: list[dict[str, Any]]) -> list[str]:
                 out.append(f"At batch {size} {first['backend']} reaches {num(first['images_per_s'])} images/s, "
                            f"{first['images_per_s'] / last['images_per_s']:.1f}x {last['backend']}'s "
                            f"{num(last['images_per_s'])}.")
-        accs = {r["backend"]: r["top1_acc"] for r in rows if r["top1_acc"] is not None}
-        if len(accs) > 1 and max(accs.values()) - min(accs.values()) > 1e-9:
-            spread = 100 * (max(accs.values()) - min(accs.values()))
-            out.append(f"Top-1 accuracy differs between backends by {spread:.2f} percentage points "
-                       f"({', '.join(f'{b} {100 * a:.2f} %' for b, a in sorted(accs.items()))}): "
-                       f"check that they measured the same trained model.")
+    out += _runtime_vs_framework(records)
+    out += _same_model_accuracy(records)
+    return out
+
+
+def _runtime_vs_framework(records: list[dict[str, Any]]) -> list[str]:
+    """The same trained model in its framework and in another backend (ONNX Runtime), at the
+    smallest and the largest batch size both measured."""
+    out = []
+    by_source: dict[tuple, dict[str, dict[int, dict[str, Any]]]] = {}
+    for r in records:
+        if r["source_run"] and r["images_per_s"]:
+            key = (str(r["source_run"]), r["machine_id"], r["device"])
+            by_source.setdefault(key, {}).setdefault(r["backend"], {})[r["batch_size"]] = r
+    for (source, _, device), backends in by_source.items():
+        native = next((r for rows in backends.values() for r in rows.values()), {}).get("trained_with")
+        if native not in backends:
+            continue
+        for other, rows in backends.items():
+            if other == native:
+                continue
+            sizes = sorted(set(rows) & set(backends[native]))
+            if not sizes:
+                continue
+            parts = []
+            for size in dict.fromkeys((sizes[0], sizes[-1])):
+                a, b = rows[size], backends[native][size]
+                parts.append(f"{a['images_per_s'] / b['images_per_s']:.1f}x as fast at batch {size} "
+                             f"({_ms(a['latency_p50_ms'])} against {_ms(b['latency_p50_ms'])} ms per call)")
+            out.append(f"{other} ran the {native}-trained {rows[sizes[0]]['model']} (run {source}) on {device} "
+                       f"{' and '.join(parts)} compared with {native} itself.")
+    return out
+
+
+def _same_model_accuracy(records: list[dict[str, Any]]) -> list[str]:
+    """One trained model (source run) run by several backends must score the same."""
+    out = []
+    by_source: dict[str, dict[str, float]] = {}
+    for r in records:
+        if r["source_run"] and r["top1_acc"] is not None:
+            by_source.setdefault(str(r["source_run"]), {})[r["backend"]] = r["top1_acc"]
+    for source, accs in by_source.items():
+        if len(accs) < 2:
+            continue
+        listed = ", ".join(f"{b} {100 * a:.2f} %" for b, a in sorted(accs.items()))
+        if max(accs.values()) - min(accs.values()) > 1e-9:
+            out.append(f"The model of run {source} scores differently in different backends ({listed}): an export "
+                       f"or loading problem, not a speed difference.")
+        else:
+            out.append(f"The model of run {source} scores the same top-1 in {' and '.join(sorted(accs))} "
+                       f"({100 * next(iter(accs.values())):.2f} %): the backends ran the same function.")
     return out
 
 
