@@ -1,7 +1,7 @@
 """Training images/s of ``bench run`` against the baseline recipes, and bench's own overhead.
 
 For each framework, on the same synthetic CIFAR-shaped data, the same ResNet-20 and batch
-128, three things are run in fresh processes, interleaved (A B C, C B A, ...) ``--repeats``
+128, three things are run in fresh processes, interleaved (A B C, B C A, C A B, ...) ``--repeats``
 times:
 
 - the **recipe** (benchmarks/recipes/): PyTorch -- torchvision transforms on PIL images in a
@@ -354,8 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         size = args.train_size if framework == "torch" else args.chainer_train_size
         runs: dict[str, list[dict[str, Any]]] = {"recipe": [], "bench": [], "bare": []}
         for repeat in range(args.repeats):
+            # Rotated (ABC, BCA, CAB, ...) so each kind runs in each position equally often:
+            # a process right after another heavy one may run in a different state of memory.
             order = ["recipe", "bench", "bare"]
-            for kind in (order if repeat % 2 == 0 else order[::-1]):
+            for kind in order[repeat % 3:] + order[:repeat % 3]:
                 runs[kind].append(measure_quietly(args, kind, framework, size, f"{repeat + 1}/{args.repeats}"))
         print("\n".join(summarise(framework, runs, size, args.epochs)) + "\n", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
