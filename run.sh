@@ -9,7 +9,7 @@ bash scripts/ensure-venv.sh
 export PATH="$PWD/.venv/bin:$PATH"
 out=$(mktemp -d "${TMPDIR:-/tmp}/bench-demo.XXXXXX")
 bench run --backend torch --backend chainer --device cpu --model resnet20 --dataset synthetic \
-    --train-size 1024 --test-size 512 --epochs 2 --batch-size 128 --results-dir "$out" "$@"
+    --train-size 2048 --test-size 512 --epochs 3 --batch-size 128 --results-dir "$out" "$@"
 mkdir -p results
 runs=$(cd "$out" && for d in */; do printf 'results/%s ' "${d%/}"; done)
 mv "$out"/* results/ && rmdir "$out"

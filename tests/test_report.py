@@ -249,5 +249,21 @@ def test_real_runs_report_through_the_cli(real_runs, tmp_path):
     assert (out / "cpu_util.png").is_file() and (out / "cpu_cores.png").is_file()
     if importlib.util.find_spec("chainer"):  # one `bench run` of both backends: equal starts, from run.json
         assert "chainer and torch started equal: the same settings, the same initial weights" in text
+        assert "The training losses of chainer and torch stayed within" in text
     bad = _python_m("harness.cli", "report", str(real_runs / "here"), "--out", str(out / "report.md"), cwd=tmp_path)
     assert bad.returncode == 2 and "is a file" in bad.stderr
+
+
+def test_equal_starts_compare_their_loss_curves(tmp_path):
+    write_synthetic_run(tmp_path / "t", backend="torch")
+    write_synthetic_run(tmp_path / "c", backend="chainer")
+    torch_losses = pd.read_csv(tmp_path / "t" / "epochs.csv")["train_loss"]
+    path = tmp_path / "c" / "epochs.csv"
+    for factor, words in ((1.0, ("within 0.0 %", "trained alike")),
+                          (1.5, ("trained differently",))):
+        df = pd.read_csv(path)
+        df["train_loss"] = torch_losses * factor
+        df.to_csv(path, index=False)
+        _, groups = C.compare_runs(C.load_runs([str(tmp_path)]))
+        (said,) = [o.text for o in observe(groups) if o.text.startswith("The training losses")]
+        assert all(w in said for w in words), said

@@ -157,6 +157,7 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
     rss = _values(ok["rss_peak_mb"]) if "rss_peak_mb" in ok else []
     rec["rss_growth_pct"] = 100 * (rss[-1] - rss[1]) / rss[1] if len(rss) >= 3 and rss[1] > 0 else None
     rec["command"] = meta.get("command") or ""
+    rec["_train_losses"] = _values(ok["train_loss"]) if "train_loss" in ok else []
     # What a fair comparison holds equal across backends (observations._fairness).
     model_meta, data_meta = meta.get("model") or {}, meta.get("dataset") or {}
     source = model_meta.get("weights_source") or {}
@@ -274,6 +275,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         g[col] = _med([r[col] for r in runs])
     for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct", "rss_growth_pct"):
         g[col] = _max([r[col] for r in runs])
+    g["_train_losses"] = first["_train_losses"] if n == 1 else []
     g["start_state"] = _same([r["start_state"] for r in runs])
     g["data_identity"] = _same([r["data_identity"] for r in runs])
     g["seeds"] = sorted({r["seed"] for r in runs if r["seed"] is not None})

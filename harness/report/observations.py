@@ -26,6 +26,8 @@ DATA_NEGLIGIBLE_PCT = 3.0
 HARNESS_NEGLIGIBLE_PCT = 2.0
 # Growth of peak RSS from the second epoch to the last that counts as memory growing.
 MEMORY_GROWTH_PCT = 5.0
+# Largest per-epoch difference of the training losses of equal-start runs still called "alike".
+LOSS_ALIKE_PCT = 5.0
 # Change of epoch time from the first to the last steady epoch that counts as drift.
 DRIFT_PCT = 10.0
 
@@ -155,7 +157,27 @@ def _fairness(groups: list[dict[str, Any]]) -> list[Observation]:
             f"({g['data_identity'].split(' ')[0]}) and seed{'s' if len(g['seeds']) > 1 else ''} "
             f"{', '.join(map(str, g['seeds']))}, so the same batches in the same order; what differs is the framework. "
             f"`bench parity --model {g['model']}` checks that both compute the same step.", None, True))
+        out += _losses_alike(gs, names)
     return out
+
+
+def _losses_alike(gs: list[dict[str, Any]], names: str) -> list[Observation]:
+    """Equal starts, single runs: how close the training losses stayed, epoch by epoch. Float32
+    rounding differs between frameworks and grows over the steps; the loss curves show whether
+    the two still learned alike, which a test-accuracy gap alone cannot."""
+    curves = [g["_train_losses"] for g in gs]
+    if len(curves) < 2 or not all(curves) or len({len(c) for c in curves}) > 1:
+        return []
+    gap = max(abs(a - b) / max(abs(b), 1e-12) for c in curves[1:] for a, b in zip(curves[0], c))
+    accs = [g.get("final_test_acc") for g in gs]
+    acc_note = ""
+    if None not in accs and max(accs) - min(accs) > 0.02:
+        acc_note = (f" Final test accuracy still differs by {100 * (max(accs) - min(accs)):.1f} points: early in "
+                    f"training, evaluation is sensitive to small differences (BatchNorm running statistics, a small test "
+                    f"set); `--repeat N` measures that spread.")
+    verdict = "trained alike" if gap <= LOSS_ALIKE_PCT / 100 else "trained differently"
+    return [Observation(f"The training losses of {names} stayed within {100 * gap:.1f} % of each other in every "
+                        f"epoch: they {verdict}.{acc_note}", "accuracy_epoch.png", True)]
 
 
 def _machines(groups: list[dict[str, Any]]) -> list[Observation]:
