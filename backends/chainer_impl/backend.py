@@ -43,7 +43,7 @@ from harness.errors import BenchError
 from . import blas, optimizers, weights
 from .models import backbone_is_frozen, build_model, freeze_links
 
-REPORT_EVERY = 10  # steps between on_step calls
+REPORT_EVERY = 1  # on_step after every step (a CPU step can take seconds); tqdm throttles the drawing
 CUDA_LOSS_EVERY = 50  # on CUDA, sync to report the running loss only this often
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
 MARK = "__bench__/"  # checkpoint keys that describe the checkpoint itself

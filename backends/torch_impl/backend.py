@@ -29,7 +29,7 @@ from harness.backend import (
 )
 from harness.errors import BenchError
 
-REPORT_EVERY = 10  # steps between on_step calls
+REPORT_EVERY = 1  # on_step after every step (a CPU step can take seconds); tqdm throttles the drawing
 CUDA_LOSS_EVERY = 50  # on CUDA, sync to report the running loss only this often
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
 # resnet20, batch 128, SGD training on this 2-core CPU (torch 2.14.1, 2 threads, idle
