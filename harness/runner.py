@@ -162,6 +162,8 @@ class Progress:
         self.quiet = quiet
         self.bar: Any = None
         self.cost_s = 0.0  # time spent in the step callbacks since take_cost() (harness_s)
+        if not quiet:
+            import tqdm  # noqa: F401  (imported here, once, not inside the first epoch's timing)
 
     def start(self, desc: str, total: int) -> Callable[[int, float | None], None]:
         if self.quiet:
