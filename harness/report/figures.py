@@ -121,8 +121,9 @@ def _binned(t: np.ndarray, values: np.ndarray, span: float) -> tuple[np.ndarray,
 
 
 def _rank0(run: RunFolder) -> Any:
-    """Rank 0's samples, without a first sample that reads exactly 0 % everywhere: that is
-    psutil's first cpu_percent() call (it has no previous reading), not an idle machine."""
+    """Rank 0's samples, without a first sample that reads exactly 0 % everywhere: folders
+    from before the monitor kept its own cpu_times readings have one (psutil's first
+    cpu_percent() call in the sampler thread), which is not an idle machine."""
     util = run.util
     if util is None or not len(util):
         return None
