@@ -101,8 +101,9 @@ def machine_info() -> dict[str, Any]:
     model = cpu_model()
     host = socket.gethostname()
     ident = "|".join([host, model, str(psutil.cpu_count()), ",".join(g["name"] for g in gpu_list)])
+    machine_id = hashlib.sha256(ident.encode()).hexdigest()[:12]
     return {
-        "machine_id": hashlib.sha256(ident.encode()).hexdigest()[:12],
+        "machine_id": machine_id,
         "hostname": host,
         "os": f"{platform.system()} {platform.release()} ({platform.platform()})",
         "arch": platform.machine(),
@@ -118,7 +119,7 @@ def machine_info() -> dict[str, Any]:
         "thread_env": {k: os.environ.get(k) for k in THREAD_ENV_VARS},
         # `bench sysinfo --peak` measured on this machine earlier (None if never): lets a
         # report say what share of the machine's float32 throughput a framework reached.
-        "peak_matmul": cached_peak(hashlib.sha256(ident.encode()).hexdigest()[:12]),
+        "peak_matmul": cached_peak(machine_id),
     }
 
 

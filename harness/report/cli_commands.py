@@ -9,6 +9,7 @@ their own.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -62,6 +63,9 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def run_compare(args: argparse.Namespace) -> int:
     runs, infers = load_all(args.paths, with_util=False)  # the table needs epochs.csv only
     check_any(runs, infers)
+    if runs and infers and args.format == "csv":
+        raise BenchError("--format csv holds one table: pass the `bench run` folders and the `bench infer` "
+                         "folders in two separate calls")
     parts = []
     if runs:
         _, groups = compare_runs(runs, target_acc=args.target_acc, baseline=args.baseline)
@@ -72,10 +76,7 @@ def run_compare(args: argparse.Namespace) -> int:
     if len(parts) == 1:
         text = parts[0][1]
     elif args.format == "json":  # one JSON document holding both lists
-        text = "{\n" + ",\n".join(f'"{kind}": {body.rstrip()}' for kind, body, _ in parts) + "\n}\n"
-    elif args.format == "csv":
-        raise BenchError("--format csv holds one table: pass the `bench run` folders and the `bench infer` "
-                         "folders in two separate calls")
+        text = json.dumps({kind: json.loads(body) for kind, body, _ in parts}, indent=2) + "\n"
     else:
         head = "## " if args.format == "markdown" else ""
         text = "\n".join(f"{head}{kind.capitalize()}\n\n{body}" for kind, body, _ in parts)

@@ -9,13 +9,12 @@ than one backend, each row also gets its throughput relative to the reference ba
 """
 from __future__ import annotations
 
-import textwrap
-from typing import Any, Iterable
+from typing import Any
 
 from harness.errors import BenchError
 from harness.report.compare import machine_label
-from harness.report.table import num
-from harness.results import InferFolder, read_infer
+from harness.report.table import num, pct, render_cells
+from harness.results import InferFolder
 
 # Reference for the "vs" column, in order of preference: the framework the model came from.
 REFERENCE_BACKENDS = ("torch", "chainer")
@@ -23,11 +22,6 @@ NOTE = ("Latency: wall time of one predict() call (uint8 images in, logits on th
         "the timed calls after warm-up. images/s: images / total timed time at that batch size. "
         "Accuracy: top-1/top-5 on the source run's test set. vs: images/s over the {ref} row of the same "
         "machine, model and batch size.")
-
-
-def load_infer(paths: Iterable[Any]) -> list[InferFolder]:
-    """Read and validate `bench infer` folders (BenchError naming the bad one)."""
-    return [read_infer(p) for p in paths]
 
 
 def infer_records(folders: list[InferFolder]) -> list[dict[str, Any]]:
@@ -104,7 +98,7 @@ def infer_cells(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str
     cells = [[r["machine"], r["backend"], r["model"], r["device"], str(r["trained_with"] or ""), str(r["batch_size"]),
               _ms(r["latency_p50_ms"]), _ms(r["latency_p90_ms"]), _ms(r["latency_p99_ms"]), num(r["images_per_s"]),
               "" if r["vs_reference"] is None else f"{r['vs_reference']:.2f}x",
-              _pct(r["top1_acc"]), _pct(r["top5_acc"])] for r in records]
+              pct(r["top1_acc"]), pct(r["top5_acc"])] for r in records]
     keep = [i for i, h in enumerate(HEADERS) if h != "vs" or any(row[i] for row in cells)]
     return [HEADERS[i] for i in keep], [[row[i] for i in keep] for row in cells], [_RIGHT[i] for i in keep]
 
@@ -115,21 +109,7 @@ def infer_table(records: list[dict[str, Any]], fmt: str = "text") -> str:
         from harness.report.table import format_table
 
         return format_table(records, fmt)
-    headers, cells, right = infer_cells(records)
-    note = infer_note(records)
-    if fmt == "markdown":
-        def line(values: list[str]) -> str:
-            return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
-        rule = ["---:" if r else ":---" for r in right]
-        return "\n".join([line(headers), line(rule)] + [line(c) for c in cells]) + f"\n\n{note}\n"
-    if fmt != "text":
-        raise ValueError(f"unknown table format {fmt!r}")
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-
-    def row(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
-    lines = [row(headers), "  ".join("-" * w for w in widths)] + [row(c) for c in cells]
-    return "\n".join(lines) + "\n\n" + textwrap.fill(note, 100) + "\n"
+    return render_cells(*infer_cells(records), fmt, infer_note(records))
 
 
 def infer_note(records: list[dict[str, Any]]) -> str:
@@ -138,10 +118,6 @@ def infer_note(records: list[dict[str, Any]]) -> str:
 
 def _ms(x: float | None) -> str:
     return "" if x is None else f"{x:.3g}" if x < 10 else f"{x:.1f}"
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.1f}"
 
 
 # --- figure -----------------------------------------------------------------------------------

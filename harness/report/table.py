@@ -173,18 +173,26 @@ def format_table(rows: list[dict[str, Any]], fmt: str = "text") -> str:
                              for k, v in r.items()})
         return buf.getvalue()
     headers, cells, right = display_table(rows)
+    caption = ""
+    if fmt == "text":
+        headers, cells, right, caption = _collapse(headers, cells, right)
+    return caption + render_cells(headers, cells, right, fmt, notes(rows))
+
+
+def render_cells(headers: list[str], cells: list[list[str]], right: list[bool], fmt: str, note: str) -> str:
+    """Cells already formatted for people, as a Markdown table or an aligned terminal table,
+    with ``note`` below (wrapped at 100 columns for the terminal)."""
     if fmt == "markdown":
         def line(values: list[str]) -> str:
             return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
         rule = ["---:" if r else ":---" for r in right]
-        return "\n".join([line(headers), line(rule)] + [line(r) for r in cells]) + f"\n\n{notes(rows)}\n"
+        return "\n".join([line(headers), line(rule)] + [line(r) for r in cells]) + f"\n\n{note}\n"
     if fmt == "text":
-        headers, cells, right, caption = _collapse(headers, cells, right)
         widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
 
         def row(values: list[str]) -> str:
             return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
         lines = [row(headers), "  ".join("-" * w for w in widths)] + [row(r) for r in cells]
-        wrapped = "\n".join(textwrap.fill(p, 100) for p in notes(rows).split("\n"))
-        return caption + "\n".join(lines) + f"\n\n{wrapped}\n"
+        wrapped = "\n".join(textwrap.fill(p, 100) for p in note.split("\n"))
+        return "\n".join(lines) + f"\n\n{wrapped}\n"
     raise ValueError(f"unknown table format {fmt!r}; one of {', '.join(FORMATS)}")
