@@ -33,6 +33,7 @@ from onnx import numpy_helper
 
 from ._compat import chainer
 
+from backends.onnx_file import finish, first_line
 from harness.errors import BenchError
 
 TRACE_BATCH = 3  # odd, so no channel count or spatial size is mistaken for it in a Reshape
@@ -83,13 +84,10 @@ def export_onnx(backend: Any, path: Path, *, opset: int | None = None,
             proto = onnx_chainer.export(model, example, filename=None, opset_version=opset,
                                         input_names=["images"], output_names=["logits"])
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc)
         raise BenchError(f"onnx_chainer could not export {spec.name} ({type(exc).__name__}: {first})") from None
     _dynamic_batch(proto.graph, TRACE_BATCH)
-    for key, value in (metadata or {}).items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
+    finish(proto, path, metadata)
     return {"exporter": "onnx_chainer (bundled with chainer)", "opset": opset, "trace_batch": TRACE_BATCH,
             "chainer": chainer.__version__, "onnx": onnx.__version__}
 

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import torch
 
+from backends.onnx_file import finish, first_line
 from harness.errors import BenchError
 
 DEFAULT_OPSET = 18  # the dynamo exporter's own default; older opsets go through a version converter
@@ -48,13 +49,10 @@ def export_onnx(backend: Any, path: Path, *, opset: int | None = None,
                               input_names=["images"], output_names=["logits"], opset_version=opset,
                               dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc)
         raise BenchError(f"torch could not export {spec.name} to ONNX opset {opset} ({type(exc).__name__}: "
                          f"{first}): try the default --opset {DEFAULT_OPSET}") from None
     proto = onnx.load(str(path))
-    for key, value in (metadata or {}).items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path))
+    finish(proto, path, metadata)
     return {"exporter": "torch.onnx.export(dynamo=True)", "opset": opset, "trace_batch": TRACE_BATCH,
             "torch": torch.__version__, "onnx": onnx.__version__}
