@@ -73,7 +73,7 @@ def _config(framework: str, train_size: int, test_size: int, epochs: int, model:
 
 
 def worker_recipe(framework: str, config) -> dict[str, Any]:
-    from harness.runner import load_data
+    from harness.train.runner import load_data
 
     data = load_data(config)
     images, labels = data.train_images, data.train_labels
@@ -100,7 +100,7 @@ def worker_bare(framework: str, config) -> dict[str, Any]:
     """The backend as bench builds it, ``train_epoch`` over pre-made batches, nothing else."""
     from harness.config import lr_at
     from harness.data import BatchStream
-    from harness.runner import load_data, prepare_backend
+    from harness.train.runner import load_data, prepare_backend
 
     data = load_data(config)
     prepared = prepare_backend(config, framework, config.seed, len(data.class_names))
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         result = (worker_recipe if args.worker == "recipe" else worker_bare)(framework, config)
         args.worker_out.write_text(json.dumps(result))
         return 0
-    from harness.sysinfo import format_machine, machine_info
+    from harness.measure.sysinfo import format_machine, machine_info
 
     print(format_machine(machine_info()))
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)

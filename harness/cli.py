@@ -92,7 +92,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from harness import session
+    from harness.train import session
 
     command = args.command_line
     given = _given(args)
@@ -119,7 +119,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_sysinfo(args: argparse.Namespace) -> int:
-    from harness.sysinfo import format_machine, machine_info, measure_matmul_peak, save_peak
+    from harness.measure.sysinfo import format_machine, machine_info, measure_matmul_peak, save_peak
 
     info = machine_info()
     if args.peak:

@@ -55,7 +55,7 @@ class RunConfig:
     augment: str | None = None  # None: crop_flip at 32 px, flip when resizing
     image_size: int | None = None  # None: the model's native size
     cache_features: bool = False  # frozen backbone: compute its features once, train the head on them
-    # Data-parallel over the processes a launcher started (harness/distributed.py);
+    # Data-parallel over the processes a launcher started (harness/distributed/);
     # batch_size stays the GLOBAL batch, each process takes batch_size / processes.
     distributed: bool = False
     download: bool = True

@@ -41,8 +41,8 @@ from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.data.stream import eval_stream
 from harness.errors import BenchError
-from harness.runner import model_specs, now_iso
-from harness.session import config_from_settings
+from harness.train.runner import model_specs, now_iso
+from harness.train.session import config_from_settings
 
 ONNX_NAME = "model.onnx"  # where `bench export` writes in a run folder, and `bench infer` looks
 # Each backend's ``checkpoint_suffix``, known without importing the framework, so that a file

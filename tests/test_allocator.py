@@ -1,4 +1,4 @@
-"""harness/allocator.py: the malloc thresholds take effect (freed large buffers stay with the
+"""harness/measure/allocator.py: the malloc thresholds take effect (freed large buffers stay with the
 process for reuse), can be turned off, and are recorded in run.json."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallo
 PROBE = """
 import sys
 import numpy as np, psutil
-from harness.allocator import tune_malloc
+from harness.measure.allocator import tune_malloc
 print(tune_malloc()["tuned"])
 rss = lambda: psutil.Process().memory_info().rss / 2**20
 base = rss()

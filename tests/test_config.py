@@ -5,7 +5,7 @@ import pytest
 
 from harness.config import RunConfig, lr_at
 from harness.errors import BenchError
-from harness.flops import forward_flops
+from harness.measure.flops import forward_flops
 from harness.catalogue import MODELS
 from harness.init_weights import initial_state
 

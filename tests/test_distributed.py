@@ -39,7 +39,7 @@ from harness.backend import EvalStats, TrainStats
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
-from harness.runner import StreamSource
+from harness.train.runner import StreamSource
 from tests.conftest import bench, run_dirs
 
 TINY = ["--model", "resnet8", "--dataset", "synthetic", "--train-size", "128", "--test-size", "64",
@@ -289,7 +289,7 @@ def test_chainermn_matches_one_process_and_resumes(tmp_path):
 
 def test_resume_with_another_world_size_is_refused(tmp_path):
     """A 2-process run resumed without a launcher (world size 1) says how to resume it."""
-    from harness import session
+    from harness.train import session
 
     run = tmp_path / "run"
     run.mkdir()

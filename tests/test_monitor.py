@@ -1,4 +1,4 @@
-"""harness/monitor.py: samples taken by either thread measure the interval they are weighted by,
+"""harness/measure/monitor.py: samples taken by either thread measure the interval they are weighted by,
 so the system-wide figure can never read below this process's own share."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import psutil
 
-from harness.monitor import Monitor, busy_pct
+from harness.measure.monitor import Monitor, busy_pct
 
 
 def _spin(seconds: float) -> None:

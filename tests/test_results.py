@@ -102,7 +102,7 @@ def test_version_1_folders_read_with_the_later_columns_empty(tmp_path):
     w.close()
     run = R.read_run(folder)
     assert run.epochs["harness_s"].isna().all() and run.epochs["epoch"].tolist() == [1]
-    from harness import session
+    from harness.train import session
 
     with pytest.raises(BenchError, match="results schema 1.*resume it with that version"):
         session.resume_command(folder, {}, "bench run --resume v1", quiet=True)

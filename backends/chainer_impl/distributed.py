@@ -5,7 +5,7 @@ ChainerMN's recipe is a communicator, a multi-node optimizer (gradients averaged
 before every update) and ``scatter_dataset``; here the harness's ``BatchStream`` shards each
 global batch instead of scattering the dataset once, which gives every rank the same images
 ``scatter_dataset`` + a per-rank iterator would, but in the order and with the augmentation
-every other backend and world size sees (harness/distributed.py).
+every other backend and world size sees (harness/distributed/).
 
 Two details of ``create_multi_node_optimizer`` are handled in :meth:`ChainerComm.wrap`:
 

@@ -50,7 +50,7 @@ def _malloc(meta: dict[str, Any]) -> str:
     if not m.get("tuned"):
         return f"{m.get('allocator')}, defaults ({m.get('why', 'not tuned')})"
     return (f"{m.get('allocator')}, mmap threshold {m['mmap_threshold_bytes'] >> 20} MiB, "
-            f"trim threshold {m['trim_threshold_bytes'] >> 20} MiB (harness/allocator.py)")
+            f"trim threshold {m['trim_threshold_bytes'] >> 20} MiB (harness/measure/allocator.py)")
 
 
 def environment_tables(runs: list[RunFolder]) -> list[tuple[str, list[list[str]]]]:

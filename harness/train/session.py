@@ -5,7 +5,7 @@ device, results dir) is checked before the first run folder is made, so a bad co
 leaves nothing behind. Backends run one after the other with identical settings, data and
 seed, and start from the same canonical initial weights.
 
-Under a launcher (``--distributed``, harness/distributed.py) every rank runs these same
+Under a launcher (``--distributed``, harness/distributed/) every rank runs these same
 steps; rank 0 creates the run folder and tells the others its name, and only rank 0 writes.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from harness import results as R
 from harness.backend import load_backend_class
 from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.runner import (EXIT_INTERRUPTED, EXIT_OK, Progress, RunOutcome, ensure_writable, finish,
+from harness.train.runner import (EXIT_INTERRUPTED, EXIT_OK, Progress, RunOutcome, ensure_writable, finish,
                             load_data, now_iso, prepare_backend, start_run, train_loop)
 
 

@@ -29,17 +29,17 @@ from harness import results as R
 from harness.backend import (Backend, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, TrainStats,
                              create_backend)
 from harness.catalogue import model_info
-from harness.allocator import tune_malloc
+from harness.measure.allocator import tune_malloc
 from harness.config import RunConfig, lr_at
 from harness.data import load_dataset
 from harness.data.dataset import Dataset
 from harness.data.stream import BatchStream, prefetch
 from harness.distributed import LOCAL, Dist, UtilRelay, combine_epoch, epoch_part, per_rank_record, state_digest
 from harness.errors import BenchError, Diverged
-from harness.flops import train_flops_per_image
+from harness.measure.flops import train_flops_per_image
 from harness.init_weights import initial_state
-from harness.monitor import Monitor
-from harness.sysinfo import machine_info
+from harness.measure.monitor import Monitor
+from harness.measure.sysinfo import machine_info
 from harness.weights import apply as apply_weights
 
 EXIT_OK, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -125,7 +125,7 @@ def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -
     """Create, configure and build a backend, and load the canonical initial weights."""
     backend = create_backend(name)
     threads = backend.configure(device=config.device, threads=config.threads, seed=seed)
-    threads["malloc"] = tune_malloc()  # reuse freed step buffers (harness/allocator.py)
+    threads["malloc"] = tune_malloc()  # reuse freed step buffers (harness/measure/allocator.py)
     spec, optim, inputs = model_specs(config, num_classes)
     backend.build(spec, optim, inputs)
     shapes = {k: tuple(v.shape) for k, v in backend.state_arrays().items()}
@@ -312,7 +312,7 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                dist: Dist = LOCAL) -> str:
     """Epochs ``first_epoch..config.epochs``; returns the final status. Writes every row.
 
-    Distributed (``dist``, harness/distributed.py): every rank runs this loop in step on its
+    Distributed (``dist``, harness/distributed/): every rank runs this loop in step on its
     shard; each epoch's figures of all ranks are combined into one row (identically on every
     rank, so all take the same decisions), and only rank 0 (``writes``) touches the run folder.
     """

@@ -1,0 +1,1 @@
+"""One run of training: preparing a backend, the epoch loop, sources, session, signals, progress."""
