@@ -73,7 +73,7 @@ def _config(framework: str, train_size: int, test_size: int, epochs: int, model:
 
 
 def worker_recipe(framework: str, config) -> dict[str, Any]:
-    from harness.train.runner import load_data
+    from harness.train.prepare import load_data
 
     data = load_data(config)
     images, labels = data.train_images, data.train_labels
@@ -100,7 +100,7 @@ def worker_bare(framework: str, config) -> dict[str, Any]:
     """The backend as bench builds it, ``train_epoch`` over pre-made batches, nothing else."""
     from harness.config import lr_at
     from harness.data import BatchStream
-    from harness.train.runner import load_data, prepare_backend
+    from harness.train.prepare import load_data, prepare_backend
 
     data = load_data(config)
     prepared = prepare_backend(config, framework, config.seed, len(data.class_names))

@@ -1,6 +1,6 @@
 """Fixtures for the micro-benchmarks: backends built exactly as ``bench run`` builds them.
 
-``harness.train.runner.prepare_backend`` is the code ``bench run`` calls: create the backend by
+``harness.train.prepare.prepare_backend`` is the code ``bench run`` calls: create the backend by
 name, ``configure`` it (cpu, default threads, seed), ``build`` the ModelSpec and load the
 harness's canonical initial weights. A benchmark therefore times the very model, optimiser
 and data hand-over a run uses. Backends are cached per session (building ResNet-50 in
@@ -18,7 +18,7 @@ from harness.config import RunConfig
 from harness.data import make_synthetic
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
-from harness.train.runner import Prepared, prepare_backend
+from harness.train.prepare import Prepared, prepare_backend
 
 BACKENDS = ("torch", "chainer")
 SEED = 0
@@ -33,7 +33,7 @@ def run_config(name: str, model: str, *, freeze: str = "none", optimizer: str = 
 @pytest.fixture(scope="session")
 def make_backend() -> Callable[..., Prepared]:
     """``make_backend(name, model, freeze="none")`` -> a configured, built, initialised
-    :class:`harness.train.runner.Prepared` (``.backend``, ``.thread_settings``), cached."""
+    :class:`harness.train.prepare.Prepared` (``.backend``, ``.thread_settings``), cached."""
     cache: dict[tuple[str, str, str], Prepared] = {}
 
     def make(name: str, model: str = "resnet20", *, freeze: str = "none") -> Prepared:

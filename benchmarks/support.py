@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any, Callable
 
-from harness.train.runner import Prepared
+from harness.train.prepare import Prepared
 
 CALIBRATED_MAX_S = 6.0  # warm-up call x 5 (pytest-benchmark's min rounds) up to this: calibrate
 PEDANTIC_BUDGET_S = 15.0  # otherwise: about this much timed work ...

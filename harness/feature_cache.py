@@ -64,7 +64,7 @@ def cache_path(data_dir: Path, identity: dict[str, Any]) -> Path:
 
 
 class FeatureSource:
-    """An :class:`harness.train.runner.EpochSource` that trains the head on cached features."""
+    """An :class:`harness.train.sources.EpochSource` that trains the head on cached features."""
 
     def __init__(self, config: Any, prepared: Any, dataset: Dataset, seed: int) -> None:
         self.config, self.prepared, self.dataset, self.seed = config, prepared, dataset, seed

@@ -41,7 +41,8 @@ from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.data.stream import eval_stream
 from harness.errors import BenchError
-from harness.train.runner import model_specs, now_iso
+from harness.train.prepare import model_specs
+from harness.train.rundir import now_iso
 from harness.train.session import config_from_settings
 
 ONNX_NAME = "model.onnx"  # where `bench export` writes in a run folder, and `bench infer` looks

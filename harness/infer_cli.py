@@ -24,7 +24,8 @@ from harness.errors import BenchError
 from harness.infer import (DEFAULT_BATCH_SIZES, ONNX_NAME, Loaded, Source, accuracy, export_onnx, file_sha256,
                            load_model, pick_image, resolve_source, run_config, sidecar_path, source_record,
                            time_predict, top5)
-from harness.train.runner import ensure_writable, load_data, new_run_dir, now_iso
+from harness.train.prepare import load_data
+from harness.train.rundir import ensure_writable, new_run_dir, now_iso
 from harness.measure.sysinfo import machine_info
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from harness.backend import Backend, Batch
 from harness.config import RunConfig
-from harness.train.runner import prepare_backend
+from harness.train.prepare import prepare_backend
 
 STAT_SUFFIXES = (".running_mean", ".running_var")
 

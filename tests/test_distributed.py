@@ -39,7 +39,7 @@ from harness.backend import EvalStats, TrainStats
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
-from harness.train.runner import StreamSource
+from harness.train.sources import StreamSource
 from tests.conftest import bench, run_dirs
 
 TINY = ["--model", "resnet8", "--dataset", "synthetic", "--train-size", "128", "--test-size", "64",

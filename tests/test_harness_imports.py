@@ -10,7 +10,7 @@ FRAMEWORKS = ("torch", "torchvision", "chainer", "cupy", "onnxruntime", "onnx")
 
 def test_harness_modules_import_no_framework():
     modules = [m.name for m in pkgutil.walk_packages(harness.__path__, "harness.")]
-    assert "harness.cli" in modules and "harness.train.runner" in modules
+    assert "harness.cli" in modules and "harness.train.loop" in modules
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"

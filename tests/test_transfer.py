@@ -20,7 +20,7 @@ from harness.backend import Batch, ModelSpec
 from harness.cli import main
 from harness.config import RunConfig
 from harness.init_weights import initial_state
-from harness.train.runner import prepare_backend
+from harness.train.prepare import prepare_backend
 from tests.conftest import run_dirs
 
 BACKENDS = ("torch", "chainer")

@@ -21,7 +21,7 @@ from harness.backend import ModelSpec
 from harness.cli import main
 from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.train.runner import prepare_backend
+from harness.train.prepare import prepare_backend
 
 
 @pytest.fixture(autouse=True)

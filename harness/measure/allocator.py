@@ -12,7 +12,7 @@ documented tunables (mallopt(3), the same as the ``MALLOC_MMAP_THRESHOLD_`` and
 and freed memory stays with the process for reuse. Peak RSS is unchanged in steady state
 (the same buffers are reused); memory is returned to the system when the process ends.
 
-Applied by :func:`harness.train.runner.prepare_backend` for every backend and recorded in run.json
+Applied by :func:`harness.train.prepare.prepare_backend` for every backend and recorded in run.json
 (``threads.framework.malloc``). ``BENCH_MALLOC=default`` leaves glibc's defaults, for
 measuring the difference. A no-op (and recorded so) on other C libraries (macOS, musl).
 """

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,22 @@ from harness import results as R
 from harness.backend import load_backend_class
 from harness.config import RunConfig
 from harness.errors import BenchError
-from harness.train.runner import (EXIT_INTERRUPTED, EXIT_OK, Progress, RunOutcome, ensure_writable, finish,
-                            load_data, now_iso, prepare_backend, start_run, train_loop)
+from harness.train.loop import train_loop
+from harness.train.prepare import load_data, prepare_backend
+from harness.train.progress import Progress
+from harness.train.rundir import ensure_writable, finish, now_iso, start_run
+
+EXIT_OK, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 3, 130
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str
+
+    @property
+    def exit_code(self) -> int:
+        return {R.COMPLETED: EXIT_OK, R.DIVERGED: EXIT_DIVERGED, R.INTERRUPTED: EXIT_INTERRUPTED}.get(self.status, 1)
 
 
 def run_command(config: RunConfig, command: str) -> tuple[int, list[Path]]:

@@ -1,0 +1,241 @@
+"""The epoch loop: run an epoch, then commit it, until the last epoch, the target accuracy,
+a divergence or a signal.
+
+- :meth:`EpochRunner.run` trains, evaluates and turns the figures into one epochs.csv row
+  (:func:`epoch_row`); in a distributed run the ranks' figures are combined first, so every
+  rank holds the same row and takes the same decisions.
+- :func:`commit_epoch` records it, in the order that makes ``kill -9`` safe: checkpoint
+  (temp + rename) -> checkpoint.json (which holds the row) -> the epochs.csv row -> run.json.
+  A kill after checkpoint.json but before the row leaves a row that --resume restores from
+  checkpoint.json (harness/train/session.py), so every completed epoch has exactly one row.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from harness import results as R
+from harness.backend import Backend, EvalStats, StepCallback, TrainStats
+from harness.config import RunConfig, lr_at
+from harness.data.dataset import Dataset
+from harness.distributed import LOCAL, Dist, UtilRelay, combine_epoch, epoch_part, per_rank_record, state_digest
+from harness.errors import Diverged
+from harness.measure.monitor import Monitor
+from harness.train.prepare import Prepared
+from harness.train.progress import Progress
+from harness.train.signals import Interrupted, StopOnSigterm
+from harness.train.sources import EpochSource, make_source
+
+
+# --- one epoch -> one row ------------------------------------------------------------------
+
+def epoch_row(base: Mapping[str, Any], epoch: int, lr: float, train: TrainStats, train_time: float,
+              test: EvalStats, eval_time: float, util: Mapping[str, Any], flops_per_image: int) -> dict[str, Any]:
+    """An epochs.csv row from an epoch's figures (the timings of the commit are added by it)."""
+    return dict(base) | dict(util) | {
+        "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.accuracy,
+        "test_loss": test.loss, "test_acc": test.accuracy, "test_top5_acc": test.top5_accuracy,
+        "train_time_s": train_time, "eval_time_s": eval_time, "data_wait_s": train.data_wait_s,
+        "train_images_per_s": train.count / train_time if train_time > 0 else None,
+        "eval_images_per_s": test.count / eval_time if eval_time > 0 else None,
+        "train_gflops_per_s": flops_per_image * train.count / train_time / 1e9 if train_time > 0 else None,
+        "status": R.EPOCH_OK,
+    }
+
+
+@dataclass
+class EpochDone:
+    row: dict[str, Any]
+    parts: list[dict[str, Any]]  # every rank's own figures (one part in an ordinary run)
+    started: float  # perf_counter() when the epoch began: epoch_time_s runs to the commit's end
+
+
+@dataclass
+class EpochRunner:
+    """What every epoch of a run uses; :meth:`run` is one epoch's train + eval + row."""
+
+    config: RunConfig
+    backend: Backend
+    source: EpochSource
+    progress: Progress
+    dist: Dist
+    base_row: dict[str, Any]
+    flops_per_image: int
+
+    def run(self, epoch: int, monitor: Monitor) -> EpochDone:
+        backend, dist = self.backend, self.dist
+        lr = lr_at(self.config, epoch)
+        backend.set_lr(lr)
+        t0 = time.perf_counter()
+        monitor.set_phase(epoch, "train")
+        on_step = self.progress.start(f"{backend.name} {epoch}/{self.config.epochs}", self.source.train_images(epoch))
+        if dist.distributed:
+            on_step = _report_only(on_step)
+        try:
+            train = self.source.train(epoch, on_step)
+        finally:
+            self.progress.close()
+        dist.comm.sync_buffers(backend)  # BatchNorm running statistics: the mean over ranks
+        t1 = time.perf_counter()
+        monitor.set_phase(epoch, "eval")
+        test = self.source.evaluate(epoch)
+        t2 = time.perf_counter()
+        parts = dist.comm.allgather(epoch_part(train, t1 - t0, test, t2 - t1, monitor.take_epoch()))
+        train, train_time, test, eval_time, util = combine_epoch(parts)
+        row = epoch_row(self.base_row, epoch, lr, train, train_time, test, eval_time, util, self.flops_per_image)
+        return EpochDone(row, parts, t0)
+
+
+def _report_only(on_step: StepCallback) -> StepCallback:
+    """Distributed runs: show the running loss but never stop one rank alone on a NaN (the
+    others would wait for it in the next allreduce); divergence is decided at the epoch end
+    on the combined loss, by every rank alike."""
+    def update(done: int, loss: float | None) -> None:
+        on_step(done, loss if loss is not None and math.isfinite(loss) else None)
+    return update
+
+
+def diverged(row: Mapping[str, Any]) -> bool:
+    return not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"]))
+
+
+def target_reached(target_acc: float | None, row: Mapping[str, Any]) -> bool:
+    return target_acc is not None and row["test_acc"] >= target_acc
+
+
+# --- commit: checkpoint -> checkpoint.json -> CSV row -> run.json ------------------------------
+
+@dataclass
+class RunFiles:
+    """What rank 0 writes every epoch (the other ranks of a distributed run hold none)."""
+
+    run_dir: Path
+    checkpoint: Path
+    epochs: R.CsvAppender
+
+    @classmethod
+    def open(cls, run_dir: Path, checkpoint_suffix: str) -> "RunFiles":
+        return cls(run_dir, run_dir / f"checkpoint{checkpoint_suffix}",
+                   R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)))
+
+    def save_checkpoint(self, backend: Backend) -> None:
+        """Written beside, then renamed into place: a kill leaves the previous checkpoint whole."""
+        tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.tmp")
+        backend.save_checkpoint(tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def close(self) -> None:
+        self.epochs.close()
+
+
+def record_epoch(meta: dict[str, Any], row: Mapping[str, Any], target_acc: float | None) -> None:
+    """run.json's progress fields after a completed epoch (time-to-accuracy the first time)."""
+    meta["epochs_completed"] = row["epoch"]
+    if target_reached(target_acc, row) and meta.get("time_to_target_s") is None:
+        meta["time_to_target_s"] = row["elapsed_s"]
+        meta["target_reached_epoch"] = row["epoch"]
+
+
+def commit_epoch(files: RunFiles | None, backend: Backend, meta: dict[str, Any], row: dict[str, Any],
+                 stamp: Callable[[float], Mapping[str, Any]], target_acc: float | None) -> None:
+    """Record a completed epoch: checkpoint -> checkpoint.json (holding the row) -> the CSV
+    row -> run.json. Every step is whole or absent after a kill, and each later file is only
+    written once the earlier ones are in place, which is what --resume relies on.
+
+    ``stamp(checkpoint_s)`` gives the row's timings once the checkpoint is written (so
+    ``harness_s`` and ``epoch_time_s`` include it). ``files`` is None on ranks > 0, which
+    keep ``meta`` in step but write nothing.
+    """
+    t0 = time.perf_counter()
+    if files is not None:
+        files.save_checkpoint(backend)
+    row.update(stamp(time.perf_counter() - t0))
+    record_epoch(meta, row, target_acc)
+    if files is not None:
+        R.write_json(files.run_dir / R.CHECKPOINT_JSON, {"epoch": row["epoch"], "elapsed_s": row["elapsed_s"], "row": row})
+        files.epochs.append(row)
+        R.write_json(files.run_dir / R.RUN_JSON, meta)
+
+
+def epoch_line(backend: str, epochs: int, row: Mapping[str, Any]) -> str:
+    """The one line per epoch on stderr."""
+    return (f"{backend} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.3f} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.3f} | "
+            f"{row['train_images_per_s']:.1f} img/s | {row['epoch_time_s']:.1f} s")
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+def _gpu_index(device: str) -> int | None:
+    if device == "cpu":
+        return None
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
+def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir: Path, meta: dict[str, Any],
+               seed: int, first_epoch: int, elapsed_offset: float, progress: Progress,
+               dist: Dist = LOCAL) -> str:
+    """Epochs ``first_epoch..config.epochs``; returns the final status. Writes every row.
+
+    Distributed (``dist``, harness/distributed/): every rank runs this loop in step on its
+    shard; each epoch's figures of all ranks are combined into one row (identically on every
+    rank, so all take the same decisions), and only rank 0 (``is_writer``) touches the run folder.
+    """
+    backend = prepared.backend
+    files = RunFiles.open(run_dir, backend.checkpoint_suffix) if dist.is_writer else None
+    base_row = {"run_id": run_dir.name, "backend": backend.name, "model": config.model, "dataset": config.dataset,
+                "device": config.device, "batch_size": config.batch_size, "world_size": dist.world_size}
+    epochs = EpochRunner(config, backend, make_source(config, prepared, dataset, seed, shard=dist.shard),
+                         progress, dist, base_row, prepared.flops_per_image)
+    relay = UtilRelay(dist, run_dir / R.UTIL_CSV)  # ranks > 0 sample into a spool that rank 0 merges
+    start = time.perf_counter()
+    status = R.COMPLETED
+    epoch = first_epoch
+    try:
+        with StopOnSigterm(), Monitor(relay.monitor_path, interval_s=config.sample_interval_s,
+                                      gpu_index=_gpu_index(dist.rank_config(config).device),
+                                      rank=dist.rank, start_time=start, elapsed_offset_s=elapsed_offset) as monitor:
+            for epoch in range(first_epoch, config.epochs + 1):
+                done = epochs.run(epoch, monitor)
+                relay.exchange()
+                if files is not None and dist.distributed:
+                    meta["distributed"]["per_epoch"].append(per_rank_record(epoch, done.parts))
+                if diverged(done.row):
+                    raise Diverged()
+
+                def stamp(checkpoint_s: float, started: float = done.started) -> dict[str, float]:
+                    # The harness's own work in this epoch (rank 0's in a distributed run).
+                    harness_s = monitor.take_cost() + progress.take_cost() + checkpoint_s
+                    now = time.perf_counter()
+                    return {"harness_s": harness_s, "epoch_time_s": now - started,
+                            "elapsed_s": elapsed_offset + now - start}
+
+                commit_epoch(files, backend, meta, done.row, stamp, config.target_acc)
+                progress.line(epoch_line(backend.name, config.epochs, done.row))
+                if target_reached(config.target_acc, done.row):
+                    break  # time-to-accuracy: stop at the target, as MLPerf does
+        relay.exchange()  # the samples after the last epoch end
+        if dist.distributed:  # proof that every rank ends with the same model (collective)
+            digests = dist.comm.gather(state_digest(backend.state_arrays()))
+            if files is not None:
+                meta["distributed"].update(final_state_sha256=digests, ranks_identical=len(set(digests)) == 1)
+    except Diverged:
+        status = R.DIVERGED
+        if files is not None:
+            files.epochs.append(base_row | {"epoch": epoch, "status": R.DIVERGED, "train_loss": float("nan"),
+                                            "elapsed_s": elapsed_offset + time.perf_counter() - start})
+        meta["error"] = f"loss became NaN or infinite in epoch {epoch}: lower --lr"
+    except (Interrupted, KeyboardInterrupt):
+        status = R.INTERRUPTED
+        if files is not None:
+            files.epochs.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
+                                            "elapsed_s": elapsed_offset + time.perf_counter() - start})
+    finally:
+        if files is not None:
+            files.close()
+        relay.close()
+    return status

@@ -1,0 +1,99 @@
+"""The run folder: claimed, opened with run.json, and closed with the final status.
+
+A run folder is made only after everything that can fail on the user's input has been
+checked (harness/train/session.py), so a bad command leaves nothing behind. What is written
+into it per epoch, and in which order, is harness/train/loop.py's :func:`commit_epoch`.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness import results as R
+from harness.config import RunConfig
+from harness.data.dataset import Dataset
+from harness.errors import BenchError
+from harness.measure.sysinfo import machine_info
+from harness.train.prepare import Prepared
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail before any work if results cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".bench-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"results dir {folder} is not writable ({exc.strerror}): choose another with --results-dir") from None
+
+
+def new_run_dir(results_dir: Path, backend: str, model: str) -> Path:
+    """A folder no other run has: timestamp + random suffix, claimed with an exclusive mkdir,
+    so two runs started in the same second into the same results dir never collide."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = results_dir / f"{stamp}-{backend}-{model}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise BenchError(f"could not create a run folder in {results_dir}: clean it up or choose another --results-dir")
+
+
+def _bn_statistics(config: RunConfig) -> str:
+    """What happens to BatchNorm running statistics during training, for run.json."""
+    if config.train_bn or config.freeze == "none":
+        return "trained"
+    return "frozen (trained only in the --no-skip blocks)" if config.no_skip else "frozen"
+
+
+def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, command: str,
+              dataset: Dataset, prepared: Prepared,
+              distributed: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Create the run folder and run.json. ``distributed``: run.json's section for a
+    distributed run (harness.distributed.Dist.run_meta; rank 0 alone calls this)."""
+    run_dir = new_run_dir(config.results_dir, name, config.model)
+    total, trainable = prepared.backend.param_count()
+    settings = config.settings()
+    settings.update(backend=name, seed=seed)
+    settings.pop("backends", None)
+    meta: dict[str, Any] = {
+        "schema_version": R.SCHEMA_VERSION, "run_id": run_dir.name, "bench_version": __version__,
+        "status": R.RUNNING, "started_at": now_iso(), "ended_at": None, "command": command,
+        "settings": settings, "seed": seed, "group": config.group_key(), "repeat_index": repeat_index,
+        "dataset": dataset.identity | {"num_classes": len(dataset.class_names), "class_names": dataset.class_names},
+        "model": {"name": config.model, "params": total, "trainable_params": trainable,
+                  "image_size": prepared.spec.image_size, "train_flops_per_image": prepared.flops_per_image,
+                  "shortcut": config.shortcut, "no_skip": list(config.no_skip), "head": config.head,
+                  "freeze": config.freeze, "bn_statistics": _bn_statistics(config),
+                  "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights,
+                  # where --weights came from (path, sha256) and which parts kept the canonical init
+                  "weights_source": prepared.weights},
+        "machine": machine_info(),
+        "threads": {"requested": config.threads, "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+                    "framework": prepared.thread_settings},
+        "backend": {"name": name, "versions": prepared.backend.versions()},
+        "world_size": distributed["world_size"] if distributed else 1,
+        "target_acc": config.target_acc, "time_to_target_s": None,
+        "epochs_completed": 0, "resumes": [], "error": None,
+    }
+    if distributed:
+        meta["distributed"] = distributed
+    R.write_json(run_dir / R.RUN_JSON, meta)
+    return run_dir, meta
+
+
+def finish(run_dir: Path, meta: dict[str, Any], status: str) -> None:
+    """The run's last run.json write: its final status and end time."""
+    meta.update(status=status, ended_at=now_iso())
+    R.write_json(run_dir / R.RUN_JSON, meta)
