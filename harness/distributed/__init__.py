@@ -42,11 +42,11 @@ from __future__ import annotations
 
 from harness.distributed.combine import ROW_REDUCTIONS, combine_epoch, epoch_part, per_rank_record, state_digest
 from harness.distributed.comm import LOCAL, Communicator, Dist, LocalComm, connect
-from harness.distributed.env import (LAUNCHER_OF, LAUNCHER_PROGRAM, MPI, NONE, TORCHRUN, LaunchEnv, detect,
+from harness.distributed.env import (LAUNCHER_OF, LAUNCHER_PROGRAM, MPI, TORCHRUN, LaunchEnv, detect,
                                      per_rank_batch, rank_device)
 from harness.distributed.plan import Plan, plan
 from harness.distributed.relay import UtilRelay
 
-__all__ = ["LAUNCHER_OF", "LAUNCHER_PROGRAM", "LOCAL", "MPI", "NONE", "ROW_REDUCTIONS", "TORCHRUN", "Communicator",
+__all__ = ["LAUNCHER_OF", "LAUNCHER_PROGRAM", "LOCAL", "MPI", "ROW_REDUCTIONS", "TORCHRUN", "Communicator",
            "Dist", "LaunchEnv", "LocalComm", "Plan", "UtilRelay", "combine_epoch", "connect", "detect",
            "epoch_part", "per_rank_batch", "per_rank_record", "plan", "rank_device", "state_digest"]

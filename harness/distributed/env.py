@@ -14,7 +14,7 @@ from typing import Mapping
 
 from harness.errors import BenchError
 
-TORCHRUN, MPI, NONE = "torchrun", "mpi", "none"
+TORCHRUN, MPI = "torchrun", "mpi"
 # The launcher that starts each backend's processes: the one its process group expects.
 LAUNCHER_OF = {"torch": TORCHRUN, "chainer": MPI}
 LAUNCHER_PROGRAM = {TORCHRUN: "torchrun", MPI: "mpiexec"}
@@ -24,7 +24,7 @@ LAUNCHER_PROGRAM = {TORCHRUN: "torchrun", MPI: "mpiexec"}
 class LaunchEnv:
     """Where this process sits in the job, as its launcher describes it."""
 
-    launcher: str  # TORCHRUN | MPI | NONE
+    launcher: str  # TORCHRUN | MPI
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0  # rank among the processes on this host (picks cuda:LOCAL_RANK)

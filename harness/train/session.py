@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,21 +231,10 @@ def _complete_rows(run_dir: Path) -> list[dict[str, str]]:
 
 
 def print_summary(run_dirs: list[Path]) -> None:
-    """A short table at the end of `bench run`, from the files just written."""
+    """A short table at the end of `bench run`, from the files just written (the compare table)."""
     if not run_dirs or _secondary_rank:
         return
-    try:
-        from harness.report.compare import format_table, summarise_run
+    from harness.report.compare import format_table, summarise_run
 
-        rows = [summarise_run(R.read_run(d, with_util=False)) for d in run_dirs]
-        print(format_table(rows, "text"))
-        return
-    except ImportError:
-        pass
-    for d in run_dirs:
-        run = R.read_run(d, with_util=False)
-        ok = run.epochs[run.epochs["status"] == R.EPOCH_OK]
-        speed = ok["train_images_per_s"].iloc[1:].median() if len(ok) > 1 else ok["train_images_per_s"].median()
-        print(f"{run.meta['backend']['name']:8s} {run.meta['settings']['model']:10s} epochs {len(ok)}  "
-              f"train {speed:8.1f} img/s  best test acc {ok['test_acc'].max():.3f}  [{run.meta['status']}] {d}",
-              file=sys.stdout)
+    rows = [summarise_run(R.read_run(d, with_util=False)) for d in run_dirs]
+    print(format_table(rows, "text"))
