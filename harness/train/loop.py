@@ -4,19 +4,16 @@ a divergence or a signal.
 - :meth:`EpochRunner.run` trains, evaluates and turns the figures into one epochs.csv row
   (:func:`epoch_row`); in a distributed run the ranks' figures are combined first, so every
   rank holds the same row and takes the same decisions.
-- :func:`commit_epoch` records it, in the order that makes ``kill -9`` safe: checkpoint
-  (temp + rename) -> checkpoint.json (which holds the row) -> the epochs.csv row -> run.json.
-  A kill after checkpoint.json but before the row leaves a row that --resume restores from
-  checkpoint.json (harness/train/session.py), so every completed epoch has exactly one row.
+- :func:`harness.train.commit.commit_epoch` records it, in the order that makes ``kill -9``
+  safe: checkpoint -> checkpoint.json (which holds the row) -> the epochs.csv row -> run.json.
 """
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from harness import results as R
 from harness.backend import Backend, EvalStats, StepCallback, TrainStats
@@ -25,6 +22,7 @@ from harness.data.dataset import Dataset
 from harness.distributed import LOCAL, Dist, UtilRelay, combine_epoch, epoch_part, per_rank_record, state_digest
 from harness.errors import Diverged
 from harness.measure.monitor import Monitor
+from harness.train.commit import RunFiles, commit_epoch, target_reached
 from harness.train.prepare import Prepared
 from harness.train.progress import Progress
 from harness.train.signals import Interrupted, StopOnSigterm
@@ -101,64 +99,6 @@ def _report_only(on_step: StepCallback) -> StepCallback:
 
 def diverged(row: Mapping[str, Any]) -> bool:
     return not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"]))
-
-
-def target_reached(target_acc: float | None, row: Mapping[str, Any]) -> bool:
-    return target_acc is not None and row["test_acc"] >= target_acc
-
-
-# --- commit: checkpoint -> checkpoint.json -> CSV row -> run.json ------------------------------
-
-@dataclass
-class RunFiles:
-    """What rank 0 writes every epoch (the other ranks of a distributed run hold none)."""
-
-    run_dir: Path
-    checkpoint: Path
-    epochs: R.CsvAppender
-
-    @classmethod
-    def open(cls, run_dir: Path, checkpoint_suffix: str) -> "RunFiles":
-        return cls(run_dir, run_dir / f"checkpoint{checkpoint_suffix}",
-                   R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)))
-
-    def save_checkpoint(self, backend: Backend) -> None:
-        """Written beside, then renamed into place: a kill leaves the previous checkpoint whole."""
-        tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.tmp")
-        backend.save_checkpoint(tmp)
-        os.replace(tmp, self.checkpoint)
-
-    def close(self) -> None:
-        self.epochs.close()
-
-
-def record_epoch(meta: dict[str, Any], row: Mapping[str, Any], target_acc: float | None) -> None:
-    """run.json's progress fields after a completed epoch (time-to-accuracy the first time)."""
-    meta["epochs_completed"] = row["epoch"]
-    if target_reached(target_acc, row) and meta.get("time_to_target_s") is None:
-        meta["time_to_target_s"] = row["elapsed_s"]
-        meta["target_reached_epoch"] = row["epoch"]
-
-
-def commit_epoch(files: RunFiles | None, backend: Backend, meta: dict[str, Any], row: dict[str, Any],
-                 stamp: Callable[[float], Mapping[str, Any]], target_acc: float | None) -> None:
-    """Record a completed epoch: checkpoint -> checkpoint.json (holding the row) -> the CSV
-    row -> run.json. Every step is whole or absent after a kill, and each later file is only
-    written once the earlier ones are in place, which is what --resume relies on.
-
-    ``stamp(checkpoint_s)`` gives the row's timings once the checkpoint is written (so
-    ``harness_s`` and ``epoch_time_s`` include it). ``files`` is None on ranks > 0, which
-    keep ``meta`` in step but write nothing.
-    """
-    t0 = time.perf_counter()
-    if files is not None:
-        files.save_checkpoint(backend)
-    row.update(stamp(time.perf_counter() - t0))
-    record_epoch(meta, row, target_acc)
-    if files is not None:
-        R.write_json(files.run_dir / R.CHECKPOINT_JSON, {"epoch": row["epoch"], "elapsed_s": row["elapsed_s"], "row": row})
-        files.epochs.append(row)
-        R.write_json(files.run_dir / R.RUN_JSON, meta)
 
 
 def epoch_line(backend: str, epochs: int, row: Mapping[str, Any]) -> str:

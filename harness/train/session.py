@@ -11,7 +11,6 @@ steps; rank 0 creates the run folder and tells the others its name, and only ran
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from harness import results as R
 from harness.backend import load_backend_class
 from harness.config import RunConfig
 from harness.errors import BenchError
+from harness.train.commit import read_checkpoint, restore_rows
 from harness.train.loop import train_loop
 from harness.train.prepare import load_data, prepare_backend
 from harness.train.progress import Progress
@@ -186,26 +186,16 @@ def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str
     with dist.rank0_first():
         dataset = load_data(config)
     prepared = prepare_backend(dist.rank_config(config), config.backends[0], meta["seed"], len(dataset.class_names))
-    first_epoch, elapsed = 1, 0.0
-    ckpt_json = run_dir / R.CHECKPOINT_JSON
     ckpt = run_dir / f"checkpoint{prepared.backend.checkpoint_suffix}"
-    last_row: dict[str, Any] | None = None
-    if ckpt_json.is_file() and ckpt.is_file():
-        try:
-            state = json.loads(ckpt_json.read_text())
-            epoch, elapsed, last_row = int(state["epoch"]), float(state["elapsed_s"]), state["row"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BenchError(f"{ckpt_json} is damaged ({exc}): the run cannot be resumed; start a new one") from None
+    last = read_checkpoint(run_dir, ckpt)
+    first_epoch, elapsed = (last.epoch + 1, last.elapsed_s) if last else (1, 0.0)
+    if last is not None:
         prepared.backend.load_checkpoint(ckpt)  # every rank: rank 0's checkpoint
-        first_epoch = epoch + 1
     # else: killed during the first epoch: start over with the same seed
     dist.comm.wrap(prepared.backend)  # after loading: DDP / ChainerMN start from the checkpoint
     ranks = dist.describe_ranks(prepared.thread_settings) if dist.distributed else None
     if dist.is_writer:
-        rows = [r for r in _complete_rows(run_dir) if int(r["epoch"]) < first_epoch - 1]
-        if last_row is not None:
-            rows.append(last_row)  # the checkpointed epoch's row, even if the kill came before it was appended
-        R.rewrite_epochs(run_dir / R.EPOCHS_CSV, rows)
+        restore_rows(run_dir, last)
         meta.setdefault("resumes", []).append({"at": now_iso(), "from_epoch": first_epoch, "command": command})
         meta.update(status=R.RUNNING, ended_at=None, epochs_completed=first_epoch - 1, error=None)
         if ranks:  # this job's processes; the per-epoch records past the checkpoint are dropped
@@ -221,13 +211,6 @@ def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str
         status = train_loop(config, prepared, dataset, run_dir, meta, meta["seed"], first_epoch, elapsed, progress, dist)
     _finish(run_dir, meta, status, dist)
     return RunOutcome(run_dir, status).exit_code
-
-
-def _complete_rows(run_dir: Path) -> list[dict[str, str]]:
-    path = run_dir / R.EPOCHS_CSV
-    if not path.is_file():
-        return []
-    return [r for r in R.read_epochs_rows(path) if r.get("status") == R.EPOCH_OK]
 
 
 def print_summary(run_dirs: list[Path]) -> None:

@@ -1,0 +1,113 @@
+"""Committing an epoch, and reading the commit back on --resume.
+
+:func:`commit_epoch` writes checkpoint -> checkpoint.json (which holds the epoch's row) ->
+the epochs.csv row -> run.json, each only after the one before is in place, so ``kill -9``
+at any point leaves the folder resumable: :func:`read_checkpoint` gives the epoch to continue
+after, and :func:`restore_rows` cuts epochs.csv back to it, restoring the row of a kill that
+came between checkpoint.json and the CSV append. Every completed epoch then has exactly one row.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from harness import results as R
+from harness.backend import Backend
+from harness.errors import BenchError
+
+
+def target_reached(target_acc: float | None, row: Mapping[str, Any]) -> bool:
+    return target_acc is not None and row["test_acc"] >= target_acc
+
+
+@dataclass
+class RunFiles:
+    """What rank 0 writes every epoch (the other ranks of a distributed run hold none)."""
+
+    run_dir: Path
+    checkpoint: Path
+    epochs: R.CsvAppender
+
+    @classmethod
+    def open(cls, run_dir: Path, checkpoint_suffix: str) -> "RunFiles":
+        return cls(run_dir, run_dir / f"checkpoint{checkpoint_suffix}",
+                   R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)))
+
+    def save_checkpoint(self, backend: Backend) -> None:
+        """Written beside, then renamed into place: a kill leaves the previous checkpoint whole."""
+        tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.tmp")
+        backend.save_checkpoint(tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def close(self) -> None:
+        self.epochs.close()
+
+
+def record_epoch(meta: dict[str, Any], row: Mapping[str, Any], target_acc: float | None) -> None:
+    """run.json's progress fields after a completed epoch (time-to-accuracy the first time)."""
+    meta["epochs_completed"] = row["epoch"]
+    if target_reached(target_acc, row) and meta.get("time_to_target_s") is None:
+        meta["time_to_target_s"] = row["elapsed_s"]
+        meta["target_reached_epoch"] = row["epoch"]
+
+
+def commit_epoch(files: RunFiles | None, backend: Backend, meta: dict[str, Any], row: dict[str, Any],
+                 stamp: Callable[[float], Mapping[str, Any]], target_acc: float | None) -> None:
+    """Record a completed epoch: checkpoint -> checkpoint.json (holding the row) -> the CSV
+    row -> run.json. Every step is whole or absent after a kill, and each later file is only
+    written once the earlier ones are in place, which is what --resume relies on.
+
+    ``stamp(checkpoint_s)`` gives the row's timings once the checkpoint is written (so
+    ``harness_s`` and ``epoch_time_s`` include it). ``files`` is None on ranks > 0, which
+    keep ``meta`` in step but write nothing.
+    """
+    t0 = time.perf_counter()
+    if files is not None:
+        files.save_checkpoint(backend)
+    row.update(stamp(time.perf_counter() - t0))
+    record_epoch(meta, row, target_acc)
+    if files is not None:
+        R.write_json(files.run_dir / R.CHECKPOINT_JSON, {"epoch": row["epoch"], "elapsed_s": row["elapsed_s"], "row": row})
+        files.epochs.append(row)
+        R.write_json(files.run_dir / R.RUN_JSON, meta)
+
+
+# --- the other side: --resume ----------------------------------------------------------------
+
+@dataclass
+class Checkpointed:
+    """What checkpoint.json says about the last committed epoch."""
+
+    epoch: int
+    elapsed_s: float
+    row: dict[str, Any]
+
+
+def read_checkpoint(run_dir: Path, checkpoint: Path) -> Checkpointed | None:
+    """The last committed epoch, or None when there is none to continue from (a run killed
+    during its first epoch, or a folder without its checkpoint)."""
+    ckpt_json = run_dir / R.CHECKPOINT_JSON
+    if not (ckpt_json.is_file() and checkpoint.is_file()):
+        return None
+    try:
+        state = json.loads(ckpt_json.read_text())
+        return Checkpointed(int(state["epoch"]), float(state["elapsed_s"]), state["row"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"{ckpt_json} is damaged ({exc}): the run cannot be resumed; start a new one") from None
+
+
+def restore_rows(run_dir: Path, last: Checkpointed | None) -> None:
+    """epochs.csv cut back to the checkpointed epoch: the completed rows before it, then its
+    own row from checkpoint.json (even if the kill came before it was appended)."""
+    done = last.epoch if last is not None else 0
+    path = run_dir / R.EPOCHS_CSV
+    rows: list[dict[str, Any]] = []
+    if path.is_file():
+        rows = [r for r in R.read_epochs_rows(path) if r.get("status") == R.EPOCH_OK and int(r["epoch"]) < done]
+    if last is not None:
+        rows.append(last.row)
+    R.rewrite_epochs(path, rows)
