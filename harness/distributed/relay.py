@@ -16,7 +16,7 @@ class UtilRelay:
     another rank's writes a spool file in this host's temp dir, and :meth:`exchange` sends
     the rows completed since the last call to rank 0, which appends them to util.csv
     re-ordered into its own columns (hosts with other core or GPU counts lose the per-core
-    columns rank 0's header lacks). The runner calls it after every epoch and once more when
+    columns rank 0's header lacks). The loop calls it after every epoch and once more when
     the run ends normally; an interrupted run loses the other ranks' samples of its last epoch.
     """
 
