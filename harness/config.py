@@ -1,22 +1,31 @@
-"""Every setting of a run, with defaults applied and validated before anything is written.
+"""Every setting of a run, declared once, with defaults applied and validated before anything is written.
+
+Each :class:`RunConfig` field carries its :class:`Setting` metadata (flag, help, choices,
+unit, and its role: part of the comparison identity, fixed on resume, or a run-only control).
+From that one declaration come the `bench run` flags (harness/commands/run.py), the keys a
+mapping may hold (:meth:`RunConfig.from_mapping`, for experiment files), run.json's settings
+(:meth:`RunConfig.settings`), the identity that groups repeats (:func:`identity_settings`,
+also used by `bench compare`) and what `--resume` may not change (:data:`RESUME_FIXED`).
 
 A run that is going to fail on a bad flag must fail before it creates a folder, imports a
 framework or spends a minute loading data, so ``RunConfig.validate()`` checks everything
-that can be checked from the flags alone and raises :class:`BenchError` with the fix.
+that can be checked from the settings alone and raises :class:`BenchError` with the fix.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from harness.backend import INFERENCE_ONLY, REGISTRY
 from harness.catalogue import MODELS, block_names, model_info
-from harness.data.augment import AUGMENTS  # noqa: F401  (re-exported for the CLI's choices)
+from harness.data.augment import AUGMENTS
 from harness.errors import BenchError
 
 OPTIMIZERS = ("sgd", "adam")
@@ -24,42 +33,117 @@ SCHEDULES = ("cosine", "step", "constant")
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}  # He et al. 2016 (SGD 0.1); Kingma & Ba 2015 (Adam 1e-3)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """What the harness knows about one setting besides its type and default.
+
+    ``identity``: changes what is measured, so runs that differ in it are different
+    configurations (compare/report group on these; repeats share them). ``resume_fixed``:
+    `--resume` refuses a different value (every identity setting is, or a run's epochs
+    would mix configurations). ``control``: how a run is carried out or shown, never what it
+    measures (quiet, where files go); `--resume` takes the value given now.
+    """
+    help: str
+    flag: str = ""  # filled in from the field name: --batch-size
+    choices: tuple[str, ...] | None = None  # for a list setting: of each item
+    unit: str = ""  # shown as the flag's metavar (SECONDS) and in messages
+    metavar: str | None = None
+    identity: bool = False
+    resume_fixed: bool = False
+    control: bool = False
+    positive: bool = False  # numbers must be > 0 (None, where allowed, means "not set")
+    resolved: str | None = None  # property giving the value in effect when the field is None (run.json records it)
+    name: str = ""  # the field's name, filled in by SETTINGS
+
+    @property
+    def negated(self) -> bool:
+        """--no-download sets download False: the flag says the opposite of the field."""
+        return self.flag.startswith("--no-") and self.flag[5:].replace("-", "_") == self.name
+
+
+def setting(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING, **meta: Any) -> Any:
+    """A RunConfig field with its :class:`Setting` metadata (``dataclasses.field`` underneath)."""
+    if meta.get("identity"):
+        meta.setdefault("resume_fixed", True)
+    return field(default=default, default_factory=default_factory, metadata={"setting": Setting(**meta)})
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """Split "a,b" into ("a", "b"): how --no-skip and a list in KEY=VALUE form are written."""
+    return tuple(b for b in text.split(",") if b)
+
+
+def show_value(value: Any) -> str:
+    """A value as the user would type it: lists comma-joined, paths as text."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
 @dataclass
 class RunConfig:
-    backends: list[str] = field(default_factory=lambda: ["torch"])
-    device: str = "cpu"
-    model: str = "resnet20"
-    dataset: str = "synthetic"
-    data_dir: Path = Path("data")
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float | None = None  # None: DEFAULT_LR[optimizer]
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    seed: int = 0
-    train_size: int | None = None
-    test_size: int | None = None
-    threads: int | None = None
-    results_dir: Path = Path("results")
-    repeat: int = 1
-    target_acc: float | None = None
-    quiet: bool = False
-    shortcut: str = "A"
-    no_skip: tuple[str, ...] = ()
-    weights: str = "none"  # "none" | "imagenet" | PATH to a torchvision state_dict
-    freeze: str = "none"
-    train_bn: bool = False
-    head: str = "linear"
-    augment: str | None = None  # None: crop_flip at 32 px, flip when resizing
-    image_size: int | None = None  # None: the model's native size
-    cache_features: bool = False  # frozen backbone: compute its features once, train the head on them
-    # Data-parallel over the processes a launcher started (harness/distributed/);
-    # batch_size stays the GLOBAL batch, each process takes batch_size / processes.
-    distributed: bool = False
-    download: bool = True
-    sample_interval_s: float = 0.5
+    """One `bench run`'s settings. Field order is the order of `bench run --help`."""
+
+    backends: list[str] = setting(
+        default_factory=lambda: ["torch"], flag="--backend", choices=tuple(REGISTRY), resume_fixed=True,
+        help="framework to run; repeat the flag to run several one after the other")
+    device: str = setting("cpu", identity=True, help="cpu, cuda or cuda:N (Chainer: cuda means CuPy)")
+    model: str = setting("resnet20", identity=True, choices=tuple(MODELS), metavar="MODEL",
+                         help=f"one of {', '.join(MODELS)}")
+    dataset: str = setting("synthetic", identity=True, help="cifar10, synthetic (no download) or imagefolder:PATH")
+    data_dir: Path = setting(Path("data"), control=True, help="where CIFAR-10 is found or downloaded to")
+    epochs: int = setting(5, identity=True, positive=True, help="number of epochs")
+    batch_size: int = setting(128, identity=True, positive=True, help="training and eval batch size")
+    lr: float | None = setting(None, identity=True, positive=True, resolved="learning_rate",
+                               help=f"peak learning rate (default: {DEFAULT_LR['sgd']} for sgd, "
+                                    f"{DEFAULT_LR['adam']} for adam)")
+    optimizer: str = setting("sgd", identity=True, choices=OPTIMIZERS, help="sgd (momentum 0.9) or adam")
+    momentum: float = setting(0.9, identity=True, help="SGD momentum")
+    weight_decay: float = setting(1e-4, identity=True, help="coupled L2 weight decay on all parameters")
+    schedule: str = setting("cosine", identity=True, choices=SCHEDULES, help="per-epoch learning-rate schedule")
+    seed: int = setting(0, resume_fixed=True, help="seed for weights, data order and augmentation")
+    train_size: int | None = setting(None, identity=True, positive=True,
+                                     help="use the first N training images (default: all; synthetic: 5000)")
+    test_size: int | None = setting(None, identity=True, positive=True,
+                                    help="use the first N test images (default: all; synthetic: 1000)")
+    threads: int | None = setting(None, identity=True, positive=True,
+                                  help="CPU threads for the framework and its BLAS (default: the framework's own)")
+    results_dir: Path = setting(Path("results"), control=True, help="where run folders are created")
+    repeat: int = setting(1, positive=True, help="independent runs with seeds seed, seed+1, ...")
+    target_acc: float | None = setting(None, unit="fraction", metavar="FRACTION",
+                                       help="stop when test accuracy reaches this fraction and record the time "
+                                            "(default: off)")
+    quiet: bool = setting(False, control=True, help="no progress bars or per-epoch lines")
+    shortcut: str = setting("A", identity=True, choices=("A", "B"),
+                            help="CIFAR ResNet shortcut: A identity+zero-pad, B 1x1 projection")
+    no_skip: tuple[str, ...] = setting((), identity=True, metavar="BLOCKS",
+                                       help="comma-separated residual blocks to ablate, e.g. layer1.2,layer3.0 "
+                                            "(default: none)")
+    freeze: str = setting("none", identity=True, choices=("none", "backbone"),
+                          help="freeze everything but the head")
+    train_bn: bool = setting(False, identity=True, help="with --freeze backbone, still update BatchNorm statistics")
+    head: str = setting("linear", identity=True, choices=("linear", "mlp"),
+                        help="classifier head for ImageNet ResNets")
+    augment: str | None = setting(None, identity=True, choices=AUGMENTS, resolved="augmentation",
+                                  help="training augmentation (default: crop_flip at 32 px, flip when resized)")
+    weights: str = setting("none", identity=True,
+                           help="none: canonical random init; imagenet: torchvision's IMAGENET1K_V1 (resnet18..152, "
+                                "from its cache or downloaded); PATH: a torchvision state_dict .pth or a "
+                                "`bench weights convert` .npz")
+    cache_features: bool = setting(False, identity=True,
+                                   help="with --freeze backbone --augment none: compute the backbone's features once "
+                                        "(cached under DATA_DIR/feature-cache/) and train the head on them")
+    image_size: int | None = setting(None, identity=True, positive=True, unit="pixels", resolved="input_size",
+                                     help="input side in pixels (default: the model's: 32 CIFAR ResNets, 224 others)")
+    download: bool = setting(True, flag="--no-download", control=True, help="never download datasets or weights")
+    sample_interval_s: float = setting(0.5, flag="--sample-interval", control=True, positive=True, unit="seconds",
+                                       metavar="SECONDS", help="seconds between utilisation samples")
+    # Data-parallel over the processes a launcher started (harness/distributed/); batch_size
+    # stays the GLOBAL batch. Not identity: the world size (run.json) is, and implies it.
+    distributed: bool = setting(False, help="data-parallel over the processes torchrun (torch) or mpiexec (chainer) "
+                                            "started; --batch-size stays the global batch. `bench launch` prints and "
+                                            "runs the launcher line (default: off; on by itself under a launcher with "
+                                            "more than one process)")
 
     @property
     def learning_rate(self) -> float:
@@ -79,10 +163,36 @@ class RunConfig:
             return self.augment
         return "crop_flip" if self.input_size == 32 else "flip"
 
+    # --- building one ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str,
+                     overrides: Mapping[str, Any] | None = None) -> "RunConfig":
+        """A validated RunConfig from ``values`` keyed by setting names: the flag's name or the
+        field's, with ``-`` or ``_`` (``batch-size``, ``batch_size``, ``backend``, ``no-download``).
+        ``source`` names where they came from (a file) in every error. ``overrides`` (field
+        names, typed values: :func:`harness.commands.run.given_settings`) win over ``values``:
+        that is how command-line flags take precedence over an experiment file."""
+        return cls(**(parse_mapping(values, source) | dict(overrides or {}))).validate()
+
+    @classmethod
+    def from_recorded(cls, settings: Mapping[str, Any], results_dir: Path) -> "RunConfig":
+        """The RunConfig of a run.json's ``settings`` (one backend, one repeat), to resume or
+        to rebuild its model. Keys this bench does not know are passed over, so a folder
+        written by an older or newer bench still reads; a setting it lacks takes its default."""
+        kwargs = {k: v for k, v in settings.items() if k in SETTINGS}
+        kwargs.update(backends=[settings["backend"]], repeat=1, results_dir=results_dir,
+                      data_dir=Path(settings.get("data_dir", "data")), no_skip=tuple(settings.get("no_skip", ())))
+        return cls(**kwargs)
+
+    # --- checking it ----------------------------------------------------------------------------
+
     def validate(self) -> "RunConfig":
+        for s in SETTINGS.values():  # one setting at a time: choices, positive numbers
+            problem = _problem(s, getattr(self, s.name))
+            if problem:
+                raise BenchError(f"{s.flag} {problem}")
         for name in self.backends:
-            if name not in REGISTRY:
-                raise BenchError(f"unknown backend {name!r}: choose from {', '.join(REGISTRY)}")
             if name in INFERENCE_ONLY:
                 raise BenchError(f"{name} is an inference-only backend: train with torch or chainer, then "
                                  f"`bench export RUN_DIR --format onnx` and `bench infer RUN_DIR --backend {name}`")
@@ -92,31 +202,10 @@ class RunConfig:
         _check_device(self.device)
         if not (self.dataset in ("cifar10", "synthetic") or self.dataset.startswith("imagefolder:")):
             raise BenchError(f"unknown dataset {self.dataset!r}: choose cifar10, synthetic or imagefolder:PATH")
-        _positive("--epochs", self.epochs)
-        _positive("--batch-size", self.batch_size)
-        _positive("--repeat", self.repeat)
-        if self.optimizer not in OPTIMIZERS:
-            raise BenchError(f"unknown optimizer {self.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise BenchError(f"unknown schedule {self.schedule!r}: choose {', '.join(SCHEDULES)}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise BenchError(f"--lr must be a positive number, got {self.lr}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise BenchError("--weight-decay must be >= 0 and --momentum in [0, 1)")
-        for flag, value in (("--train-size", self.train_size), ("--test-size", self.test_size),
-                            ("--threads", self.threads), ("--image-size", self.image_size)):
-            if value is not None:
-                _positive(flag, value)
         if self.target_acc is not None and not 0 < self.target_acc <= 1:
             raise BenchError(f"--target-acc is a fraction in (0, 1], e.g. 0.9; got {self.target_acc}")
-        if self.shortcut not in ("A", "B"):
-            raise BenchError(f"--shortcut must be A or B, got {self.shortcut!r}")
-        if self.freeze not in ("none", "backbone"):
-            raise BenchError(f"--freeze must be none or backbone, got {self.freeze!r}")
-        if self.head not in ("linear", "mlp"):
-            raise BenchError(f"--head must be linear or mlp, got {self.head!r}")
-        if self.augment is not None and self.augment not in AUGMENTS:
-            raise BenchError(f"unknown --augment {self.augment!r}: choose {', '.join(AUGMENTS)}")
         valid_blocks = block_names(info)
         bad = [b for b in self.no_skip if b not in valid_blocks]
         if bad:
@@ -124,12 +213,9 @@ class RunConfig:
             raise BenchError(f"--no-skip names unknown blocks {', '.join(bad)} of {self.model}: valid are {hint}")
         if info.family == "small_cnn" and self.freeze != "none":
             raise BenchError("--freeze backbone needs a ResNet: small_cnn has no pretrained backbone")
-        if self.sample_interval_s <= 0:
-            raise BenchError("--sample-interval must be > 0 seconds")
         self._validate_transfer()
         self._validate_distributed()
         return self
-
     def _validate_distributed(self) -> None:
         """What --distributed cannot combine with; the launcher's checks (world size, batch
         divisibility) are harness.distributed.plan()'s, which knows the world size."""
@@ -162,26 +248,176 @@ class RunConfig:
             raise BenchError(f"--cache-features cannot be used with --no-skip: ablated blocks are re-initialised "
                              f"and trained, so the backbone changes; {why}")
 
+    # --- what it is -----------------------------------------------------------------------------
+
     def settings(self) -> dict[str, Any]:
-        """Every setting after defaults, JSON-ready, for run.json."""
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
-        out["no_skip"] = list(self.no_skip)
-        out.update(lr=self.learning_rate, image_size=self.input_size, augment=self.augmentation)
-        return out
+        """Every setting after defaults, JSON-ready, for run.json: a setting left to its
+        default rule (lr, augment, image_size) is recorded as the value in effect."""
+        return {s.name: _json_ready(getattr(self, s.resolved) if s.resolved else getattr(self, s.name))
+                for s in SETTINGS.values()}
 
-    def group_key(self) -> str:
-        """Identifies a configuration: repeats (other seeds) of it share this key, so
-        reports can take medians across them. Backend and seed are not part of it."""
-        s = self.settings()
-        for k in ("backends", "seed", "repeat", "results_dir", "quiet", "data_dir", "download", "sample_interval_s"):
-            s.pop(k, None)
-        return hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:12]
+    def identity(self) -> dict[str, Any]:
+        """The settings that make this configuration what it is (see :func:`identity_settings`)."""
+        return identity_settings(self.settings())
+
+    def identity_key(self) -> str:
+        """A short hash of :meth:`identity`: repeats (other seeds) and backends of one
+        configuration share it, on any machine."""
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _positive(flag: str, value: int | float) -> None:
-    if not value > 0:
-        raise BenchError(f"{flag} must be positive, got {value}")
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value
 
+
+# --- the declaration, read back -------------------------------------------------------------------
+
+def _declared() -> dict[str, Setting]:
+    out = {}
+    for f in dataclasses.fields(RunConfig):
+        s = f.metadata["setting"]
+        out[f.name] = dataclasses.replace(s, name=f.name, flag=s.flag or "--" + f.name.replace("_", "-"))
+    return out
+
+
+SETTINGS: dict[str, Setting] = _declared()
+"""Every setting by field name, in declaration order."""
+_TYPES = typing.get_type_hints(RunConfig)
+IDENTITY: tuple[str, ...] = tuple(n for n, s in SETTINGS.items() if s.identity)
+RESUME_FIXED: tuple[str, ...] = tuple(n for n, s in SETTINGS.items() if s.resume_fixed)
+CONTROLS: tuple[str, ...] = tuple(n for n, s in SETTINGS.items() if s.control)
+_DEFAULTS = RunConfig().settings()
+
+
+def value_type(name: str) -> type:
+    """The type of one setting's value, None stripped: int, float, str, bool, Path, list or tuple."""
+    hint = _TYPES[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (list, tuple):
+        return typing.get_origin(hint)
+    return args[0] if args else hint
+
+
+def accepts_none(name: str) -> bool:
+    return type(None) in typing.get_args(_TYPES[name])
+
+
+def identity_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity settings of a run.json's ``settings`` (``RunConfig.settings()``, this
+    bench's or an older one's): what `bench compare` groups repeats by. A setting the folder
+    does not record (added after it was written) takes its default, so old folders still
+    group with new runs of the same configuration."""
+    return {name: _json_ready(settings.get(name, _DEFAULTS[name])) for name in IDENTITY}
+
+
+def resume_conflicts(recorded: RunConfig, given: Mapping[str, Any]) -> list[str]:
+    """The flags in ``given`` that `--resume` refuses: a fixed setting with another value."""
+    return [f"{SETTINGS[k].flag} {show_value(v)} (run has {show_value(getattr(recorded, k))})"
+            for k, v in given.items() if k in RESUME_FIXED and _json_ready(v) != _json_ready(getattr(recorded, k))]
+
+
+# --- a mapping of settings (an experiment file, KEY=VALUE pairs) ------------------------------
+
+def _keys() -> dict[str, str]:
+    """Accepted key (``_`` form) -> field name: the field's own name and its flag's."""
+    out = {}
+    for name, s in SETTINGS.items():
+        out[name] = name
+        out[s.flag[2:].replace("-", "_")] = name
+    return out
+
+
+_KEYS = _keys()
+
+
+def parse_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``values`` (keys as in :meth:`RunConfig.from_mapping`) as typed field values. An
+    unknown key, a key given twice, a value of the wrong type or not among the choices is a
+    BenchError naming ``source`` and the key, with the fix."""
+    out: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for key, raw in values.items():
+        norm = str(key).strip().lstrip("-").replace("-", "_")
+        name = _KEYS.get(norm)
+        if name is None:
+            close = difflib.get_close_matches(norm, list(_KEYS), n=1)
+            hint = f" (did you mean {close[0].replace('_', '-')!r}?)" if close else ""
+            raise BenchError(f"{source}: unknown setting {key!r}{hint}: the settings are `bench run`'s flags "
+                             f"without the dashes (see `bench run --help`)")
+        if name in seen:
+            raise BenchError(f"{source}: {seen[name]!r} and {key!r} are the same setting: give it once")
+        seen[name] = str(key)
+        s = SETTINGS[name]
+        value = _coerce(name, raw, f"{source}: {key}")
+        if s.negated and norm != name:
+            value = not value
+        problem = _problem(s, value)
+        if problem:
+            raise BenchError(f"{source}: {key} {problem}")
+        out[name] = value
+    return out
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", Path: "a path"}
+
+
+def _coerce(name: str, raw: Any, label: str) -> Any:
+    """One value from a file or a KEY=VALUE string as the field's type, or a BenchError."""
+    kind = value_type(name)
+    if raw is None:
+        if accepts_none(name):
+            return None
+        raise BenchError(f"{label} cannot be empty: give {_TYPE_WORDS.get(kind, 'a value')} or leave the key out")
+    if kind in (list, tuple):
+        items = comma_list(raw) if isinstance(raw, str) else raw
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise BenchError(f"{label} must be a list of names or one comma-separated string, got {raw!r}")
+        return kind(items)
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+    elif kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            try:
+                return int(raw)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+    elif kind is Path:
+        if isinstance(raw, (str, Path)):
+            return Path(raw)
+    elif isinstance(raw, str):
+        return raw
+    raise BenchError(f"{label} must be {_TYPE_WORDS.get(kind, kind.__name__)}, got {raw!r}")
+
+
+def _problem(s: Setting, value: Any) -> str | None:
+    """What is wrong with one setting's value on its own ("must be positive, got 0"), or None."""
+    if value is None:
+        return None
+    if s.choices is not None:
+        for item in (value if isinstance(value, (list, tuple)) else [value]):
+            if item not in s.choices:
+                close = difflib.get_close_matches(str(item), s.choices, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return f"must be one of {', '.join(s.choices)}; got {item!r}{hint}"
+    if s.positive and not (math.isfinite(value) and value > 0):
+        unit = f" {s.unit}" if s.unit and s.unit != "fraction" else ""
+        return f"must be positive{unit}, got {value}"
+    return None
 
 def _check_device(device: str) -> None:
     if device == "cpu" or device == "cuda":
@@ -204,6 +440,3 @@ def lr_at(config: RunConfig, epoch: int) -> float:
     drops = sum(epoch > m for m in (math.ceil(total * 0.5), math.ceil(total * 0.75)))
     return base * (0.1 ** drops)
 
-
-def known_models() -> list[str]:
-    return list(MODELS)

@@ -43,7 +43,6 @@ from harness.data.stream import eval_stream
 from harness.errors import BenchError
 from harness.train.prepare import model_specs
 from harness.train.rundir import now_iso
-from harness.train.session import config_from_settings
 
 ONNX_NAME = "model.onnx"  # where `bench export` writes in a run folder, and `bench infer` looks
 # Each backend's ``checkpoint_suffix``, known without importing the framework, so that a file
@@ -168,7 +167,7 @@ class Loaded:
 
 
 def run_config(source: Source, data_dir: Path | None = None) -> RunConfig:
-    config = config_from_settings(source.meta["settings"], Path("."))
+    config = RunConfig.from_recorded(source.meta["settings"], Path("."))
     if data_dir is not None:
         config.data_dir = Path(data_dir)
     return config

@@ -24,6 +24,7 @@ import statistics
 from collections import Counter
 from typing import Any, Iterable
 
+from harness.config import identity_settings
 from harness.errors import BenchError
 from harness.report.table import FORMATS, format_table  # noqa: F401  (re-exported)
 from harness.results import COMPLETED, EPOCH_OK, InferFolder, RunFolder, find_runs, read_infer, read_run, split_by_kind
@@ -31,11 +32,6 @@ from harness.results import COMPLETED, EPOCH_OK, InferFolder, RunFolder, find_ru
 # Columns of epochs.csv / util.csv holding text; every other column must be numeric.
 _TEXT_EPOCH_COLUMNS = {"run_id", "backend", "model", "dataset", "device", "status"}
 _TEXT_UTIL_COLUMNS = {"phase"}
-# Settings that do not change what is measured: which repeat, where it was written, how it
-# was shown. Everything else (lr, epochs, threads, ...) separates configurations.
-_NOT_CONFIG = {"seed", "repeat", "repeats", "repeat_index", "results_dir", "quiet", "verbose", "resume",
-               "progress", "run_id", "target_acc", "backend", "log_level", "download", "sample_interval_s",
-               "distributed"}  # distributed: implied by world_size, which is an IDENTITY column
 # What identifies a row of the table, in display order.
 IDENTITY = ("machine", "backend", "model", "dataset", "device", "batch_size", "world_size")
 BASELINE_KEYS = IDENTITY
@@ -192,8 +188,8 @@ def _stop_note(ep: Any) -> str:
 
 
 def _config(settings: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
-    config = {k: _plain(v) for k, v in settings.items()
-              if k not in _NOT_CONFIG and not k.endswith(("_dir", "_path", "_file"))}
+    # What separates configurations is declared with the settings (harness/config.py: identity).
+    config = {k: _plain(v) for k, v in identity_settings(settings).items()}
     for key in ("model", "dataset", "device", "batch_size", "world_size"):
         config[key] = rec[key]
     return config

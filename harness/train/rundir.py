@@ -70,7 +70,7 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
     meta: dict[str, Any] = {
         "schema_version": R.SCHEMA_VERSION, "run_id": run_dir.name, "bench_version": __version__,
         "status": R.RUNNING, "started_at": now_iso(), "ended_at": None, "command": command,
-        "settings": settings, "seed": seed, "group": config.group_key(), "repeat_index": repeat_index,
+        "settings": settings, "seed": seed, "group": config.identity_key(), "repeat_index": repeat_index,
         "dataset": dataset.identity | {"num_classes": len(dataset.class_names), "class_names": dataset.class_names},
         "model": {"name": config.model, "params": total, "trainable_params": trainable,
                   "image_size": prepared.spec.image_size, "train_flops_per_image": prepared.flops_per_image,

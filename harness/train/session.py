@@ -18,7 +18,7 @@ from typing import Any
 from harness import distributed as D
 from harness import results as R
 from harness.backend import load_backend_class
-from harness.config import RunConfig
+from harness.config import CONTROLS, RunConfig, resume_conflicts
 from harness.errors import BenchError
 from harness.train.commit import read_checkpoint, restore_rows
 from harness.train.loop import train_loop
@@ -120,23 +120,10 @@ def _finish(run_dir: Path, meta: dict[str, Any], status: str, dist: D.Dist) -> N
         dist.comm.abort(EXIT_INTERRUPTED)
 
 
-# Flags whose value is part of a run's identity: --resume with a different value conflicts.
-RESUME_FIXED = ("model", "dataset", "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay",
-                "schedule", "seed", "train_size", "test_size", "shortcut", "no_skip", "freeze", "train_bn",
-                "head", "augment", "image_size", "device", "backend", "weights")
-
-
-def config_from_settings(settings: dict[str, Any], results_dir: Path) -> RunConfig:
-    fields = set(RunConfig.__dataclass_fields__)
-    kwargs = {k: v for k, v in settings.items() if k in fields}
-    kwargs.update(backends=[settings["backend"]], repeat=1, results_dir=results_dir,
-                  data_dir=Path(settings.get("data_dir", "data")), no_skip=tuple(settings.get("no_skip", ())))
-    return RunConfig(**kwargs)
-
-
 def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bool) -> int:
-    """Continue ``run_dir`` from its last checkpoint. ``given``: flags the user typed
-    explicitly; any that contradict the run's recorded settings are an error.
+    """Continue ``run_dir`` from its last checkpoint. ``given``: the settings the user typed
+    (harness.commands.run.given_settings); a fixed one that contradicts the run's recorded
+    settings is an error, a run-only control (quiet, data_dir, ...) applies to the rest of the run.
 
     A distributed run resumes under the same launcher with the same number of processes;
     every rank reads run.json and loads rank 0's checkpoint from ``run_dir`` (so the folder
@@ -147,13 +134,14 @@ def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bo
     if meta.get("schema_version") != R.SCHEMA_VERSION:
         raise BenchError(f"{run_dir} was written by another bench (results schema {meta.get('schema_version')}, "
                          f"this one writes {R.SCHEMA_VERSION}): resume it with that version, or start a new run")
-    settings = meta["settings"]
-    conflicts = [f"--{k.replace('_', '-')} {given[k]!r} (run has {settings.get(k)!r})"
-                 for k in RESUME_FIXED if k in given and given[k] != settings.get(k)]
+    config = RunConfig.from_recorded(meta["settings"], run_dir.parent)
+    conflicts = resume_conflicts(config, given)  # the settings harness/config.py marks resume_fixed
     if conflicts:
         raise BenchError(f"--resume {run_dir} conflicts with flags given: {'; '.join(conflicts)}. "
                          f"Drop those flags to continue the run as it was started")
-    config = config_from_settings(settings, run_dir.parent)
+    for name in CONTROLS:  # how it runs now (quiet, --no-download, ...); the folder stays where it is
+        if name in given and name != "results_dir":
+            setattr(config, name, given[name])
     config.quiet = quiet
     config.validate()
     _check_world_size(run_dir, meta, config)
