@@ -1,4 +1,4 @@
-"""`bench launch`: print, and by default run, the launcher line of a distributed `bench run`.
+"""The launcher line of a distributed `bench run` (`bench launch`: harness/commands/launch.py).
 
     bench launch --nproc 2 --backend torch --model resnet20 --epochs 2 [--dry-run]
     OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node=2 .venv/bin/bench run --backend torch --distributed --model resnet20 --epochs 2
@@ -6,8 +6,8 @@
     bench launch --nproc 2 --backend chainer --model resnet20 --epochs 2
     OMP_NUM_THREADS=1 mpiexec --allow-run-as-root --bind-to none -x OMP_NUM_THREADS -n 2 .venv/bin/bench run --backend chainer --distributed ...
 
-Every flag other than --nproc, --backend and --dry-run goes to `bench run` unchanged, and is
-checked here first (a typo fails in a second, not after N processes started). The
+Every flag other than --nproc, --backend and --dry-run goes to `bench run` unchanged (the
+command checks them first: a typo fails in a second, not after N processes started). The
 launcher-specific details the line takes care of:
 
 - torch runs under torchrun (DDP); ``--standalone`` makes it a one-host job with its own
@@ -26,92 +26,19 @@ The exit status is the launcher's (torchrun says 1 for any failed worker).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from harness.distributed import LAUNCHER_OF, MPI, TORCHRUN, per_rank_batch
-from harness.errors import BenchError
+from harness.distributed import LAUNCHER_OF, MPI, TORCHRUN
 
 # Passed on with Open MPI's -x when set (local processes inherit the environment anyway).
 MPI_EXPORTS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "SETUPTOOLS_USE_DISTUTILS",
                "PYTHONPATH", "CUDA_VISIBLE_DEVICES", "NCCL_DEBUG")
-
-
-class _PassThrough(argparse.ArgumentParser):
-    """The `launch` sub-parser: hands every argument after `launch` to :func:`main`, which
-    separates its own flags from `bench run`'s (argparse would reject the run flags)."""
-
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
-        namespace = namespace or argparse.Namespace()
-        namespace.launch_args = list(args or [])
-        namespace.func = _cmd_launch
-        return namespace, []
-
-
-def add_launch_parser(sub: Any) -> None:
-    p = sub.add_parser("launch", add_help=False,
-                       help="print and run the torchrun (torch) / mpiexec (chainer) line of a distributed bench run")
-    p.__class__ = _PassThrough
-
-
-def _own_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bench launch", allow_abbrev=False,
-        usage="bench launch --nproc N --backend {torch,chainer} [--dry-run] [bench run flags ...]",
-        description="Start a data-parallel `bench run --distributed` with N processes on this machine: torch "
-                    "under torchrun (DDP), chainer under mpiexec (ChainerMN). Prints the exact launcher line, "
-                    "then runs it. Other flags go to `bench run` (see `bench run --help`); --batch-size is the "
-                    "global batch and must divide by N.")
-    p.add_argument("--nproc", type=int, required=True, help="number of processes (ranks) on this machine")
-    p.add_argument("--backend", required=True, choices=sorted(LAUNCHER_OF), help="framework to train")
-    p.add_argument("--dry-run", action="store_true", help="print the line, do not run it")
-    return p
-
-
-def _cmd_launch(args: argparse.Namespace) -> int:
-    return main(args.launch_args)
-
-
-def main(argv: Sequence[str]) -> int:
-    parser = _own_parser()
-    own, run_args = parser.parse_known_args(list(argv))
-    if own.nproc < 1:
-        raise BenchError(f"--nproc must be at least 1, got {own.nproc}")
-    check_run_flags(own.backend, own.nproc, run_args)
-    env_add, command = build_command(own.nproc, own.backend, run_args)
-    line = format_command(env_add, command)
-    if own.dry_run:
-        print(line, flush=True)
-        return 0
-    if own.backend == "chainer" and shutil.which(command[0]) is None:
-        raise BenchError("mpiexec not found: run scripts/ensure-mpi.sh (Debian: apt-get install openmpi-bin "
-                         "libopenmpi-dev, then pip install mpi4py) or install an MPI")
-    print(f"bench launch: {line}", file=sys.stderr, flush=True)
-    os.execvpe(command[0], command, {**os.environ, **env_add})  # signals go straight to the launcher
-    return 0  # not reached
-
-
-def check_run_flags(backend: str, nproc: int, run_args: list[str]) -> None:
-    """Parse and validate the `bench run` flags now, as every rank will (exit 2 on a typo)."""
-    from harness import cli
-    from harness.config import RunConfig
-
-    if "--resume" in run_args:
-        cli.build_parser().parse_args(["run", *run_args])  # settings come from run.json
-        return
-    args = cli.build_parser().parse_args(["run", "--backend", backend, "--distributed", *run_args])
-    given = cli._given(args)
-    if "no_skip" in given:
-        given["no_skip"] = tuple(given["no_skip"])
-    config = RunConfig(**given).validate()
-    per_rank_batch(config.batch_size, nproc)
 
 
 def _cores() -> int:

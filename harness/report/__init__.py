@@ -3,7 +3,7 @@
 :mod:`.compare` loads, validates, summarises and groups runs; :mod:`.table` renders the
 table; :mod:`.figures` draws the PNGs (matplotlib, Agg); :mod:`.observations` turns the
 numbers into sentences; :mod:`.markdown` writes report.md or a self-contained report.html;
-:mod:`.cli_commands` is what ``harness.cli`` wires in. Like all of ``harness/``, nothing
+the commands themselves are harness/commands/compare.py and report.py. Like all of ``harness/``, nothing
 here imports a framework.
 """
 from harness.report.compare import (

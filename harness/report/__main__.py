@@ -1,7 +1,7 @@
-"""``python -m harness.report compare|report ...``: the two commands without the rest of bench."""
+"""``python -m harness.report compare|report ...``: the same commands as ``bench compare|report``."""
 import sys
 
-from harness.report.cli_commands import main
+from harness.cli import main
 
 if __name__ == "__main__":  # importing this module (pkgutil.walk_packages) must not run it
     sys.exit(main())

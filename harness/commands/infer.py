@@ -1,4 +1,4 @@
-"""`bench infer` and `bench export` as sub-commands (registered by ``harness.cli``).
+"""`bench infer`: accuracy, top-5 and latency/throughput of a trained model, in any backend.
 
 The work is in :mod:`harness.infer`; this module parses flags, runs the steps in order
 (everything that can fail on the user's input -- flags, paths, files, the framework, the
@@ -21,15 +21,14 @@ from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.data.stream import eval_stream
 from harness.errors import BenchError
-from harness.infer import (DEFAULT_BATCH_SIZES, ONNX_NAME, Loaded, Source, accuracy, export_onnx, file_sha256,
-                           load_model, pick_image, resolve_source, run_config, sidecar_path, source_record,
-                           time_predict, top5)
+from harness.infer import (DEFAULT_BATCH_SIZES, Loaded, Source, accuracy, file_sha256,
+                           load_model, pick_image, resolve_source, run_config, time_predict, top5)
 from harness.train.prepare import load_data
 from harness.train.rundir import ensure_writable, new_run_dir, now_iso
 from harness.measure.sysinfo import machine_info
 
+NAME = "infer"
 
-# --- bench infer ---------------------------------------------------------------------------
 
 @dataclass
 class InferOptions:
@@ -155,33 +154,6 @@ def _print_head(meta: dict[str, Any]) -> None:
         print(f"  {p['rank']}. {p['name']:<16s} class {p['class']:<4d} p = {p['probability']:.4f}")
 
 
-
-
-# --- bench export --------------------------------------------------------------------------
-
-def export_command(path: Path, *, fmt: str, out: Path | None, opset: int | None,
-                   backend: str | None = None, run: Path | None = None) -> Path:
-    if fmt != "onnx":
-        raise BenchError(f"unknown --format {fmt!r}: onnx is the one format bench exports")
-    source = resolve_source(path, backend=backend, run=run)
-    if source.model_file.suffix == ".onnx":
-        raise BenchError(f"{source.model_file} is already an ONNX model: export the run's checkpoint "
-                         "(pass the run folder, or --backend torch|chainer)")
-    out = Path(out) if out is not None else (source.run_dir or source.model_file.parent) / ONNX_NAME
-    if out.suffix != ".onnx":
-        raise BenchError(f"--out {out} must end in .onnx (that is how `bench infer` knows to use onnxruntime)")
-    if out.is_dir():
-        raise BenchError(f"--out {out} is a folder: give a file name ending in .onnx")
-    ensure_writable(out.parent)
-    loaded = load_model(source, run_config(source), device="cpu", threads=None)
-    sidecar = export_onnx(loaded, out, opset=opset, source=source_record(source))
-    check = sidecar["check"]
-    print(f"wrote {out} ({sidecar['bytes'] / 2**20:.1f} MiB, opset {sidecar['opset']}, {sidecar['exporter']})")
-    print(f"checked in onnxruntime against {check['compared_with']}: max |difference| {check['max_abs_diff']:.2e} "
-          f"(tolerance {check['tolerance']:.1e}) on {check['images']} images; details in {sidecar_path(out).name}")
-    return out
-
-
 # --- argument parsing ----------------------------------------------------------------------
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -194,10 +166,10 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def add_infer_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     d = InferOptions()
     p = sub.add_parser(
-        "infer", help="accuracy, top-5 and latency/throughput of a trained model, in any backend",
+        NAME, help="accuracy, top-5 and latency/throughput of a trained model, in any backend",
         description="Load a checkpoint from `bench run` (or its `bench export` ONNX model) and record top-1/top-5 "
                     "accuracy on the run's test set, the top-5 classes of one image, and predict() latency "
                     "percentiles and images/s per batch size, in results/<id>/ (run.json + infer.csv).")
@@ -219,33 +191,11 @@ def add_infer_parser(sub: Any) -> None:
     a("--results-dir", type=Path, default=d.results_dir, help=f"where the results folder is created (default: {d.results_dir})")
     a("--data-dir", type=Path, help="where the run's dataset is found (default: the run's --data-dir)")
     a("--run", type=Path, metavar="RUN_DIR", help="the training run a CHECKPOINT file elsewhere belongs to")
-    p.set_defaults(func=_cmd_infer)
 
 
-def _cmd_infer(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     opts = InferOptions(backend=args.backend, device=args.device, batch_sizes=tuple(args.batch_sizes),
                         image=args.image, index=args.index, warmup=args.warmup, iters=args.iters,
                         threads=args.threads, results_dir=args.results_dir, data_dir=args.data_dir, run=args.run)
     infer_command(args.path, opts, args.command_line)
-    return 0
-
-
-def add_export_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "export", help="export a trained model to ONNX, checked against the framework",
-        description="Export the model of a `bench run` checkpoint (torch or chainer) to ONNX with a dynamic batch "
-                    "dimension, check it with onnx.checker and against the framework's own output in ONNX "
-                    "Runtime, and write FILE.json beside it with the check and the source run.")
-    p.add_argument("path", type=Path, metavar="RUN_DIR|CHECKPOINT", help="a run folder, or its checkpoint file")
-    p.add_argument("--format", default="onnx", choices=("onnx",), help="export format (default: onnx)")
-    p.add_argument("--out", type=Path, metavar="FILE", help=f"where to write (default: RUN_DIR/{ONNX_NAME})")
-    p.add_argument("--opset", type=int, metavar="N",
-                   help="ONNX opset (default: the exporter's: 18 for torch, 11 for chainer, which supports 7-11)")
-    p.add_argument("--backend", choices=[n for n in REGISTRY], help="backend that reads the checkpoint (default: the run's)")
-    p.add_argument("--run", type=Path, metavar="RUN_DIR", help="the training run a CHECKPOINT file elsewhere belongs to")
-    p.set_defaults(func=_cmd_export)
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    export_command(args.path, fmt=args.format, out=args.out, opset=args.opset, backend=args.backend, run=args.run)
     return 0

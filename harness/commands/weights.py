@@ -1,4 +1,4 @@
-"""``bench weights``: convert torchvision weights for Chainer, and say where ImageNet weights go.
+"""`bench weights`: convert torchvision weights for Chainer, and say where ImageNet weights go.
 
     bench weights convert SRC.pth [--model NAME] [--out X.npz]
     bench weights where [MODEL ...]
@@ -14,30 +14,39 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
+from typing import Any
 
 from harness import weights as W
 from harness.backend import load_backend_class
 from harness.catalogue import MODELS
 from harness.errors import BenchError
 
+NAME = "weights"
 
-def add_weights_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("weights", help="convert torchvision weights for Chainer; where ImageNet weights go",
-                              description="Work with weight files: torchvision .pth -> canonical .npz (what "
-                                          "Chainer loads), and the torchvision cache paths of the ImageNet weights.")
-    sub = p.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=type(p))
-    c = sub.add_parser("convert", help="torchvision state_dict (.pth) -> .npz of canonical arrays for Chainer")
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(NAME, help="convert torchvision weights for Chainer; where ImageNet weights go",
+                       description="Work with weight files: torchvision .pth -> canonical .npz (what "
+                                   "Chainer loads), and the torchvision cache paths of the ImageNet weights.")
+    actions = p.add_subparsers(dest="weights_command", metavar="ACTION", parser_class=type(p))
+    c = actions.add_parser("convert", help="torchvision state_dict (.pth) -> .npz of canonical arrays for Chainer")
     c.add_argument("src", type=Path, metavar="SRC.pth",
                    help="a torchvision state_dict file (torch.save(model.state_dict()))")
     c.add_argument("--model", choices=list(MODELS), metavar="MODEL",
                    help="the model the weights are for (default: recognised from the file)")
     c.add_argument("--out", type=Path, metavar="X.npz", help="output file (default: SRC with .npz)")
-    c.set_defaults(func=run_convert)
-    w = sub.add_parser("where", help="torchvision cache path and URL of the ImageNet weights, and whether present")
+    w = actions.add_parser("where", help="torchvision cache path and URL of the ImageNet weights, and whether present")
     w.add_argument("models", nargs="*", metavar="MODEL", help=f"any of {', '.join(W.IMAGENET_FILES)} (default: all)")
-    w.set_defaults(func=run_where)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
-    return p
+    p.set_defaults(print_help=p.print_help)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.weights_command == "convert":
+        return run_convert(args)
+    if args.weights_command == "where":
+        return run_where(args)
+    args.print_help()  # `bench weights` alone: say what it can do
+    return 2
 
 
 def run_convert(args: argparse.Namespace) -> int:

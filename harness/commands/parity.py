@@ -1,4 +1,4 @@
-"""``bench parity``: torch vs Chainer on the same weights and batch (see :mod:`harness.parity`).
+"""`bench parity`: torch vs Chainer on the same weights and batch (the work: :mod:`harness.parity`).
 
     bench parity --model resnet50 --weights imagenet --image-size 64
     bench parity --model resnet20 --json
@@ -11,20 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import Any
 
 from harness.backend import REGISTRY, load_backend_class
 from harness.catalogue import MODELS
 from harness.config import RunConfig
 from harness.errors import BenchError
 
+NAME = "parity"
+
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_BATCH = 16
 _D = RunConfig()
 
 
-def add_parity_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "parity", help="check that two backends compute the same logits and SGD step from the same weights",
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        NAME, help="check that two backends compute the same logits and SGD step from the same weights",
         description="Build the model in two backends from the same weights (canonical init or a file), feed "
                     "the same batch, and report the largest differences of the eval-mode logits and of every "
                     "parameter after one identical SGD step. Exit 1 if one exceeds --tolerance.")
@@ -48,11 +51,9 @@ def add_parity_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     a("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     a("--no-download", dest="download", action="store_false", help="never download weights")
     a("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run_parity_command)
-    return p
 
 
-def run_parity_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from harness.parity import format_report, run_parity
 
     backends = args.backends or ["torch", "chainer"]

@@ -1,0 +1,74 @@
+"""`bench compare`: one table of speed, accuracy and utilisation across run folders.
+
+The work is in harness/report/ (compare.py for training runs, inference.py for `bench infer`
+folders); this module parses the flags and writes the table where asked.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BenchError
+from harness.report.compare import BASELINE_KEYS
+from harness.report.table import FORMATS
+
+NAME = "compare"
+PATHS_HELP = ("run folders (results/<run_id>) of `bench run` or `bench infer`, globs, or results folders "
+              "holding runs; from any machine")
+TARGET_HELP = "test accuracy to time, as a fraction (0.6) or percent (60): adds the time to reach it"
+BASELINE_HELP = (f"KEY=VALUE, KEY one of {', '.join(BASELINE_KEYS)} (e.g. backend=torch, machine=laptop): "
+                 "adds speed-up and accuracy difference against that row of each configuration")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        NAME, help="one table of speed, accuracy and utilisation across runs",
+        description="Validate run folders (from any machines) and print one table: repeats of a configuration "
+                    "grouped, speeds as medians over the epochs after the first.")
+    p.add_argument("paths", nargs="+", metavar="RUN_DIR|GLOB", help=PATHS_HELP)
+    p.add_argument("--target-acc", type=float, metavar="ACC", help=TARGET_HELP)
+    p.add_argument("--baseline", metavar="KEY=VALUE", help=BASELINE_HELP)
+    p.add_argument("--format", choices=FORMATS, default="text",
+                   help="text: aligned table for the terminal (default); csv/json: every field, unrounded")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE instead of standard output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.report.compare import compare_runs, load_all
+    from harness.report.inference import check_any, infer_records, infer_table
+    from harness.report.table import format_table
+    from harness.results import atomic_write_bytes
+
+    runs, infers = load_all(args.paths, with_util=False)  # the table needs epochs.csv only
+    check_any(runs, infers)
+    if runs and infers and args.format == "csv":
+        raise BenchError("--format csv holds one table: pass the `bench run` folders and the `bench infer` "
+                         "folders in two separate calls")
+    parts = []
+    if runs:
+        _, groups = compare_runs(runs, target_acc=args.target_acc, baseline=args.baseline)
+        parts.append(("training", format_table(groups, args.format), groups))
+    if infers:
+        records = infer_records(infers)
+        parts.append(("inference", infer_table(records, args.format), records))
+    if len(parts) == 1:
+        text = parts[0][1]
+    elif args.format == "json":  # one JSON document holding both lists
+        text = json.dumps({kind: json.loads(body) for kind, body, _ in parts}, indent=2) + "\n"
+    else:
+        head = "## " if args.format == "markdown" else ""
+        text = "\n".join(f"{head}{kind.capitalize()}\n\n{body}" for kind, body, _ in parts)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        atomic_write_bytes(Path(args.output), text.encode())
+    except OSError as exc:
+        raise BenchError(f"cannot write {args.output} ({exc.strerror or exc}): check that its folder exists "
+                         f"and is writable") from None
+    rows = sum(len(p[2]) for p in parts)
+    print(f"wrote {args.output} ({rows} row{'s' if rows != 1 else ''})", file=sys.stderr)
+    return 0
