@@ -143,7 +143,7 @@ def _corrupt_cifar(folder: Path) -> Path:
     (["--optimizer", "rmsprop"], "invalid choice"),
     (["--epochs", "0"], "--epochs must be positive"),
     (["--batch-size", "0"], "--batch-size must be positive"),
-    (["--lr", "-1"], "--lr must be a positive"),
+    (["--lr", "-1"], "--lr must be positive"),
     (["--batch-size", "4096"], "larger than the 128 training images"),
     (["--device", "cuda"], "CUDA"),
     (["--device", "cuda", "--backend", "chainer"], "CuPy"),

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     given = given_settings(args)
     if args.resume is not None:
-        code = session.resume_command(args.resume, given, args.command_line)
+        code = session.resume_command(args.resume, given, args.command_line, bool(given.get("quiet")))
         session.print_summary([args.resume])
         return code
     code, dirs = session.run_command(RunConfig(**given), args.command_line)
