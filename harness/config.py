@@ -46,7 +46,7 @@ class Setting:
     help: str
     flag: str = ""  # filled in from the field name: --batch-size
     choices: tuple[str, ...] | None = None  # for a list setting: of each item
-    unit: str = ""  # shown as the flag's metavar (SECONDS) and in messages
+    unit: str = ""  # in messages, and as the flag's metavar (SECONDS) unless metavar says otherwise
     metavar: str | None = None
     identity: bool = False
     resume_fixed: bool = False
@@ -110,7 +110,7 @@ class RunConfig:
                                   help="CPU threads for the framework and its BLAS (default: the framework's own)")
     results_dir: Path = setting(Path("results"), control=True, help="where run folders are created")
     repeat: int = setting(1, positive=True, help="independent runs with seeds seed, seed+1, ...")
-    target_acc: float | None = setting(None, unit="fraction", metavar="FRACTION",
+    target_acc: float | None = setting(None, unit="fraction",
                                        help="stop when test accuracy reaches this fraction and record the time "
                                             "(default: off)")
     quiet: bool = setting(False, control=True, help="no progress bars or per-epoch lines")
@@ -137,7 +137,7 @@ class RunConfig:
                                      help="input side in pixels (default: the model's: 32 CIFAR ResNets, 224 others)")
     download: bool = setting(True, flag="--no-download", control=True, help="never download datasets or weights")
     sample_interval_s: float = setting(0.5, flag="--sample-interval", control=True, positive=True, unit="seconds",
-                                       metavar="SECONDS", help="seconds between utilisation samples")
+                                       help="seconds between utilisation samples")
     # Data-parallel over the processes a launcher started (harness/distributed/); batch_size
     # stays the GLOBAL batch. Not identity: the world size (run.json) is, and implies it.
     distributed: bool = setting(False, help="data-parallel over the processes torchrun (torch) or mpiexec (chainer) "
@@ -180,9 +180,8 @@ class RunConfig:
         """The RunConfig of a run.json's ``settings`` (one backend, one repeat), to resume or
         to rebuild its model. Keys this bench does not know are passed over, so a folder
         written by an older or newer bench still reads; a setting it lacks takes its default."""
-        kwargs = {k: v for k, v in settings.items() if k in SETTINGS}
-        kwargs.update(backends=[settings["backend"]], repeat=1, results_dir=results_dir,
-                      data_dir=Path(settings.get("data_dir", "data")), no_skip=tuple(settings.get("no_skip", ())))
+        kwargs = {k: _coerce(k, v, f"run.json setting {k}") for k, v in settings.items() if k in SETTINGS}
+        kwargs.update(backends=[settings["backend"]], repeat=1, results_dir=results_dir)
         return cls(**kwargs)
 
     # --- checking it ----------------------------------------------------------------------------
@@ -415,8 +414,7 @@ def _problem(s: Setting, value: Any) -> str | None:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 return f"must be one of {', '.join(s.choices)}; got {item!r}{hint}"
     if s.positive and not (math.isfinite(value) and value > 0):
-        unit = f" {s.unit}" if s.unit and s.unit != "fraction" else ""
-        return f"must be positive{unit}, got {value}"
+        return f"must be a positive number of {s.unit}, got {value}" if s.unit else f"must be positive, got {value}"
     return None
 
 def _check_device(device: str) -> None:

@@ -24,7 +24,7 @@ from harness.init_weights import initial_state
     ({"batch_size": -1}, "--batch-size must be positive"),
     ({"lr": 0.0}, "--lr must be positive"),
     ({"lr": float("inf")}, "--lr must be positive"),
-    ({"sample_interval_s": 0}, "--sample-interval must be positive seconds"),
+    ({"sample_interval_s": 0}, "--sample-interval must be a positive number of seconds, got 0"),
     ({"device": "gpu"}, "unknown device 'gpu'"),
     ({"no_skip": ("layer4.0",)}, "unknown blocks layer4.0"),
     ({"target_acc": 90}, "fraction"),
@@ -172,3 +172,11 @@ def test_initial_state_is_deterministic_and_scaled():
     big = initial_state({"c.weight": (256, 64, 3, 3)}, 0)["c.weight"]
     assert big.std() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.02)  # Kaiming normal, fan_out
     assert abs(a["fc.weight"]).max() <= 1 / math.sqrt(64)
+
+
+def test_from_recorded_round_trips_run_json_settings():
+    config = RunConfig(model="resnet8", no_skip=("layer1.0",), data_dir=Path("d"), threads=2, epochs=3)
+    recorded = config.settings() | {"backend": "chainer", "seed": 4, "from_a_newer_bench": 1}
+    back = RunConfig.from_recorded(recorded, Path("res"))
+    assert back.identity() == config.identity() and back.backends == ["chainer"] and back.seed == 4
+    assert back.data_dir == Path("d") and back.no_skip == ("layer1.0",) and back.results_dir == Path("res")

@@ -49,8 +49,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, *, groups: bool = True) -
                 kw["type"] = {tuple: comma_list, str: None}.get(kind, kind)
             if s.choices is not None:
                 kw["choices"] = list(s.choices)
-            if s.metavar:
-                kw["metavar"] = s.metavar
+            if s.metavar or s.unit:
+                kw["metavar"] = s.metavar or s.unit.upper()
         kw = {k: v for k, v in kw.items() if v is not None or k == "default"}
         targets[_group(s)].add_argument(s.flag, **kw)
     return targets
