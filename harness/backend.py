@@ -13,13 +13,15 @@ command that uses only torch never pays for importing chainer.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Protocol
 
 import numpy as np
 
 from harness.errors import BenchError
+from harness.metrics import topk_correct
 
 
 class Batch(NamedTuple):
@@ -111,7 +113,7 @@ class Backend(Protocol):
     name: ClassVar[str]
     supports_onnx: ClassVar[bool]
     supports_distributed: ClassVar[bool]
-    supports_training: ClassVar[bool]  # False: inference only (INFERENCE_ONLY below), e.g. onnxruntime
+    supports_training: ClassVar[bool]  # these four flags come from the class's BACKENDS entry
     checkpoint_suffix: ClassVar[str]  # ".pt", ".npz"
 
     def versions(self) -> dict[str, str]:
@@ -170,22 +172,46 @@ class Backend(Protocol):
         """Restore what :meth:`save_checkpoint` wrote (BenchError if it does not fit)."""
 
 
-# name -> "module:Class", and the pip package to name when the import fails.
-REGISTRY: dict[str, tuple[str, str]] = {
-    "torch": ("backends.torch_impl.backend:TorchBackend", "torch==2.14.1 torchvision==0.29.1"),
-    "chainer": ("backends.chainer_impl.backend:ChainerBackend", "chainer==7.8.1"),
-    # Inference only (`bench infer` on a model `bench export` wrote); cannot train.
-    "onnxruntime": ("backends.onnxruntime_impl.backend:OnnxRuntimeBackend", "onnxruntime==1.32.0 onnx==1.23.2"),
-}
+@dataclass(frozen=True)
+class BackendEntry:
+    """What the harness may know about a backend without importing its framework: where the
+    class lives, the pip package to name when the import fails, and its capability flags.
+    The backend class reads its ``ClassVar`` flags from here (one source of truth), so
+    ``bench run --backend onnxruntime`` can be refused, and a launcher or checkpoint suffix
+    chosen, by flag and never by comparing names."""
 
-# Backends whose class says ``supports_training = False``, known without importing them so
-# that `bench run --backend onnxruntime` fails in RunConfig.validate() before any work.
-# tests/test_onnx.py checks this set against the classes' flags.
-INFERENCE_ONLY: frozenset[str] = frozenset({"onnxruntime"})
+    name: str
+    target: str  # "module:Class"
+    package: str  # what `pip install` needs when the import fails
+    supports_training: bool = True  # False: inference only (`bench infer` on an exported file)
+    supports_onnx: bool = True  # `bench export` can write an .onnx from its checkpoints
+    launcher: str | None = None  # multi-process launcher: "torchrun" | "mpiexec"; None: not distributed
+    checkpoint_suffix: str = ".pt"  # the native checkpoint file: checkpoint<suffix>
+
+    @property
+    def supports_distributed(self) -> bool:
+        return self.launcher is not None
 
 
-def backend_names() -> list[str]:
-    return list(REGISTRY)
+# Where a new backend goes: backends/<fw>_impl/ (the symbols of backends/torch_impl/, mirrored),
+# plus one entry here.
+BACKENDS: dict[str, BackendEntry] = {e.name: e for e in (
+    BackendEntry("torch", "backends.torch_impl.backend:TorchBackend", "torch==2.14.1 torchvision==0.29.1",
+                 launcher="torchrun", checkpoint_suffix=".pt"),
+    BackendEntry("chainer", "backends.chainer_impl.backend:ChainerBackend", "chainer==7.8.1",
+                 launcher="mpiexec", checkpoint_suffix=".npz"),  # ONNX via onnx-chainer, ranks via ChainerMN
+    BackendEntry("onnxruntime", "backends.onnxruntime_impl.backend:OnnxRuntimeBackend",
+                 "onnxruntime==1.32.0 onnx==1.23.2", supports_training=False, checkpoint_suffix=".onnx"),
+)}
+
+# Views of BACKENDS kept for the modules that read them (choices= lists, config validation).
+REGISTRY: dict[str, tuple[str, str]] = {n: (e.target, e.package) for n, e in BACKENDS.items()}
+INFERENCE_ONLY: frozenset[str] = frozenset(n for n, e in BACKENDS.items() if not e.supports_training)
+
+
+def training_backends() -> list[str]:
+    """The backends that can `bench run` (what the contract tests are parametrised over)."""
+    return [n for n, e in BACKENDS.items() if e.supports_training]
 
 
 def load_backend_class(name: str) -> type:
@@ -242,10 +268,35 @@ def iter_with_wait(batches: Iterable[Batch], stats: TrainStats, clock: Callable[
         yield batch
 
 
-@dataclass
-class Capabilities:
-    """Capability flags for ``bench list --json`` and tests that skip by capability."""
+# What a backend's step hands to :func:`run_pass`: CPU logits (N x classes, numpy), the
+# batch's summed loss (mean loss x N, as the framework computed it) and the int labels (N,).
+StepResult = tuple[np.ndarray, float, np.ndarray]
 
-    onnx: bool
-    distributed: bool
-    devices: list[DeviceStatus] = field(default_factory=list)
+
+def run_pass(batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], StepResult], *,
+             sync: Callable[[], None], on_step: StepCallback | None = None) -> TrainStats:
+    """The framework-free skeleton of every training and evaluation pass, so each backend
+    supplies only ``step`` (its framework calls) and ``sync`` (wait for the device).
+
+    Per batch: time blocked on ``batches`` goes to ``data_wait_s`` (:func:`iter_with_wait`);
+    the loss sum, top-1 and, for :class:`EvalStats`, top-5 are accumulated with
+    :mod:`harness.metrics`' one tie rule; ``on_step`` gets (images so far, running loss).
+    ``compute_s`` is the pass's wall time after the final ``sync`` minus the data wait. The
+    logits come to the CPU every step (one device-to-host copy of N x classes floats): the
+    price of one metric definition for every backend and device."""
+    top5 = isinstance(stats, EvalStats)
+    sync()
+    start = time.perf_counter()
+    for batch in iter_with_wait(batches, stats, time.perf_counter):
+        logits, loss_sum, labels = step(batch)
+        stats.loss_sum += loss_sum
+        stats.correct += topk_correct(logits, labels, 1)
+        if top5:
+            stats.top5_correct += topk_correct(logits, labels, 5)  # type: ignore[attr-defined]
+        stats.count += len(labels)
+        stats.steps += 1
+        if on_step is not None:
+            on_step(stats.count, stats.loss)
+    sync()
+    stats.compute_s = time.perf_counter() - start - stats.data_wait_s
+    return stats

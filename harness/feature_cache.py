@@ -37,6 +37,7 @@ from harness.backend import EvalStats, StepCallback, TrainStats, iter_with_wait
 from harness.catalogue import model_info
 from harness.data.dataset import Dataset
 from harness.data.stream import BatchStream, prefetch
+from harness.metrics import top1_top5
 from harness.weights import head_prefix, save_npz
 
 FORMAT = 1  # bump when the file layout or the meaning of the key changes
@@ -89,10 +90,7 @@ class FeatureSource:
         features, labels = self.features("test"), self.dataset.test_labels
         size = self.config.batch_size
         batches = [(features[i:i + size], labels[i:i + size]) for i in range(0, len(labels), size)]
-        evaluate_head = getattr(self.backend, "evaluate_head", None)
-        if evaluate_head is not None:
-            return evaluate_head(batches)
-        # The backends offer train_head_epoch but no eval counterpart yet: apply the head's
+        # The backends offer train_head_epoch but no eval counterpart: apply the head's
         # eval-mode function (linear layers with ReLU between; dropout is off in eval) in
         # numpy to the backend's own current head weights.
         return numpy_head_eval(self.backend.state_arrays(), head_prefix(self.config.model), batches)
@@ -160,8 +158,9 @@ def numpy_head_eval(state: dict[str, np.ndarray], prefix: str, batches: Iterable
         n = len(y)
         true = logits[np.arange(n), y]
         stats.loss_sum += float((log_z - true).sum())
-        stats.correct += int((logits.argmax(axis=1) == y).sum())
-        stats.top5_correct += int(((logits > true[:, None]).sum(axis=1) < min(5, logits.shape[1])).sum())
+        top1, top5 = top1_top5(logits, y)
+        stats.correct += top1
+        stats.top5_correct += top5
         stats.count += n
         stats.steps += 1
     stats.compute_s = time.perf_counter() - start - stats.data_wait_s

@@ -41,6 +41,7 @@ from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.data.stream import eval_stream
 from harness.errors import BenchError
+from harness.metrics import top1_top5
 from harness.train.prepare import model_specs
 from harness.train.rundir import now_iso
 
@@ -184,19 +185,11 @@ def load_model(source: Source, config: RunConfig, *, device: str, threads: int |
 
 # --- measuring -----------------------------------------------------------------------------
 
-def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int = 5) -> tuple[int, int]:
-    """(top-1, top-k) hits. A label is in the top k when fewer than k classes score strictly
-    higher, so ties count for the true class (as the Chainer backend counts)."""
-    true = logits[np.arange(len(labels)), labels][:, None]
-    rank = (logits > true).sum(axis=1)
-    return int((rank == 0).sum()), int((rank < min(k, logits.shape[1])).sum())
-
-
 def accuracy(backend: Backend, dataset: Dataset, image_size: int, batch_size: int) -> dict[str, Any]:
     """Top-1/top-5 over the test set, batched and resized exactly as `bench run` evaluates."""
     hits1 = hits5 = count = 0
     for batch in eval_stream(dataset.test_images, dataset.test_labels, batch_size=batch_size, out_size=image_size):
-        h1, h5 = topk_correct(backend.predict(batch.images), batch.labels)
+        h1, h5 = top1_top5(backend.predict(batch.images), batch.labels)
         hits1, hits5, count = hits1 + h1, hits5 + h5, count + len(batch.labels)
     return {"top1_acc": hits1 / count, "top5_acc": hits5 / count, "images": count, "batch_size": batch_size}
 

@@ -12,7 +12,7 @@ import pytest
 
 from harness import results as R
 from harness.errors import BenchError
-from harness.infer import time_predict, topk_correct
+from harness.infer import time_predict
 from tests.conftest import bench, run_dirs
 
 TINY_RUN = ["--model", "resnet8", "--dataset", "synthetic", "--train-size", "64", "--test-size", "32",
@@ -178,14 +178,6 @@ def test_bad_arguments_fail_before_anything_is_written(runs, results, capsys):
 
 
 # --- no framework needed -------------------------------------------------------------------
-
-def test_topk_counts_ties_for_the_true_class():
-    logits = np.array([[0.1, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0],  # label 1: top-1
-                       [0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0],  # label 0 tied first: top-1
-                       [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]])  # label 5: sixth, not in the top-5
-    assert topk_correct(logits, np.array([1, 0, 5])) == (2, 2)
-    assert topk_correct(logits[:, :3], np.array([1, 0, 2])) == (2, 3)  # k > classes: all in
-
 
 class _CountingBackend:
     name = "fake"

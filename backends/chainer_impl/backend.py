@@ -8,9 +8,8 @@ float32), is transposed to NCHW there, and normalised as ``(x / 255 - mean) / st
 float32, the same operations in the same order as the torch backend, so both see
 bit-identical inputs.
 
-Timing: ``compute_s`` is wall time for the epoch minus time blocked on the data iterator,
-read after a device synchronise on CUDA. Losses and correct counts are summed on the device;
-reading them every step would force a sync every step.
+Timing and accounting: :func:`harness.backend.run_pass` (shared by every backend);
+``_sync`` synchronises the CuPy device.
 
 Parity with torch (same canonical weights, same batch; tests/test_parity.py): eval logits
 agree to <= 2e-6 of the largest logit; after one SGD step parameters agree to ~3e-7 of the
@@ -23,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator
@@ -35,18 +33,17 @@ import chainer.functions as F
 from chainer.backends import cuda
 
 from harness.backend import (
-    Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, TrainStats,
-    iter_with_wait,
+    BACKENDS, Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, StepResult,
+    TrainStats, run_pass,
 )
 from harness.errors import BenchError
 
 from . import blas, optimizers, weights
 from .models import backbone_is_frozen, build_model, freeze_links
 
-REPORT_EVERY = 1  # on_step after every step (a CPU step can take seconds); tqdm throttles the drawing
-CUDA_LOSS_EVERY = 50  # on CUDA, sync to report the running loss only this often
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
 MARK = "__bench__/"  # checkpoint keys that describe the checkpoint itself
+RNG = MARK + "rng/"  # numpy's global random state (dropout masks)
 
 
 def _cuda_unavailable_reason() -> str | None:
@@ -70,6 +67,25 @@ def _cudnn_version() -> str:
         return "yes"
 
 
+def _rng_state() -> dict[str, np.ndarray]:
+    """numpy's global MT19937 state, which ``F.dropout`` draws its CPU masks from, as
+    checkpoint arrays: a resumed run then draws the masks the uninterrupted run would have.
+    CuPy's generator (dropout on the GPU) exposes no state to save: there a resumed run's
+    masks differ (ARCHITECTURE.md says so)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {RNG + "kind": np.asarray(kind), RNG + "keys": np.asarray(keys, dtype=np.uint32),
+            RNG + "pos": np.asarray(pos, dtype=np.int64), RNG + "has_gauss": np.asarray(has_gauss, dtype=np.int64),
+            RNG + "gauss": np.asarray(gauss, dtype=np.float64)}
+
+
+def _set_rng_state(data: dict[str, np.ndarray]) -> None:
+    """Restore :func:`_rng_state`; a checkpoint written before it existed has none."""
+    if RNG + "keys" not in data:
+        return
+    np.random.set_state((str(data[RNG + "kind"]), data[RNG + "keys"], int(data[RNG + "pos"]),
+                         int(data[RNG + "has_gauss"]), float(data[RNG + "gauss"])))
+
+
 def _gpu_count() -> int:
     try:
         return cuda.cupy.cuda.runtime.getDeviceCount()
@@ -79,10 +95,10 @@ def _gpu_count() -> int:
 
 class ChainerBackend:
     name: ClassVar[str] = "chainer"
-    supports_onnx: ClassVar[bool] = True  # via onnx-chainer
-    supports_distributed: ClassVar[bool] = True  # via ChainerMN
-    supports_training: ClassVar[bool] = True
-    checkpoint_suffix: ClassVar[str] = ".npz"
+    supports_onnx: ClassVar[bool] = BACKENDS[name].supports_onnx  # via onnx-chainer
+    supports_distributed: ClassVar[bool] = BACKENDS[name].supports_distributed  # via ChainerMN
+    supports_training: ClassVar[bool] = BACKENDS[name].supports_training
+    checkpoint_suffix: ClassVar[str] = BACKENDS[name].checkpoint_suffix
 
     def __init__(self) -> None:
         self.device = chainer.get_device("@numpy")
@@ -264,41 +280,15 @@ class ChainerBackend:
 
     def _loop(self, batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], tuple],
               on_step: StepCallback | None = None) -> TrainStats:
-        """Run ``step`` over ``batches``, summing loss, top-1 and (for EvalStats) top-5 on
-        the device, and fill ``stats`` with counts and synchronised timings."""
-        xp = self.device.xp
-        top5 = isinstance(stats, EvalStats)
-        sums = xp.zeros(3, dtype=np.float64)  # loss, top-1, top-5
-        self._sync()
-        start = time.perf_counter()
-        for batch in iter_with_wait(batches, stats, time.perf_counter):
-            logits, loss, t = step(batch)
-            n = t.shape[0]
-            sums[0] += loss * n
-            sums[1] += (logits.argmax(axis=1) == t).sum()
-            if top5:
-                # Rank of the true class = how many logits beat it; top-k if rank < k.
-                true = logits[xp.arange(n), t][:, None]
-                sums[2] += ((logits > true).sum(axis=1) < min(5, logits.shape[1])).sum()
-            stats.count += n
-            stats.steps += 1
-            if on_step is not None and stats.steps % REPORT_EVERY == 0:
-                on_step(stats.count, self._running_loss(sums, stats))
-        self._sync()
-        stats.compute_s = time.perf_counter() - start - stats.data_wait_s
-        loss_sum, correct, correct5 = (float(v) for v in chainer.backend.CpuDevice().send(sums))
-        stats.loss_sum, stats.correct = loss_sum, int(correct)
-        if top5:
-            stats.top5_correct = int(correct5)  # type: ignore[attr-defined]
-        if on_step is not None and stats.steps % REPORT_EVERY:
-            on_step(stats.count, stats.loss)  # the tail since the last report, already synced
-        return stats
+        """:func:`harness.backend.run_pass` with this framework's step: logits to the CPU,
+        the batch's loss sum as Chainer computes it (``loss * n``)."""
+        cpu = chainer.backend.CpuDevice()
 
-    def _running_loss(self, sums, stats: TrainStats) -> float | None:
-        """Mean loss so far, or None on CUDA between the rare steps where a sync is allowed."""
-        if self._on_gpu and stats.steps % CUDA_LOSS_EVERY:
-            return None
-        return float(sums[0]) / stats.count
+        def framework_step(batch: Any) -> StepResult:
+            logits, loss, t = step(batch)
+            return cpu.send(logits), float(loss * t.shape[0]), cpu.send(t)
+
+        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step)
 
     # ---------------------------------------------------------------- Inference
     def evaluate(self, batches: Iterable[Batch]) -> EvalStats:
@@ -359,6 +349,7 @@ class ChainerBackend:
             MARK + "optimizer": np.asarray(self.optim_spec.name if self.optim_spec else ""),
             MARK + "lr": np.asarray(optimizers.get_lr(self._optim), dtype=np.float64),
         })
+        arrays.update(_rng_state())
         with open(path, "wb") as f:  # a file object: np.savez would otherwise append ".npz"
             np.savez(f, **arrays)
 
@@ -389,6 +380,7 @@ class ChainerBackend:
         weights.load_arrays(self._net, model, what="the checkpoint weights", describe=self._describe())
         # The saved velocities belong to the saved lr: adopt it without rescaling them.
         optimizers.set_lr(self._optim, float(data[MARK + "lr"]), rescale=False)
+        _set_rng_state(data)
 
     def _read_checkpoint(self, path: Path) -> dict[str, np.ndarray]:
         if not path.is_file():

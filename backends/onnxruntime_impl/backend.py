@@ -9,7 +9,7 @@ The "checkpoint" is the ``.onnx`` file. :meth:`load_checkpoint` refuses a file t
 damaged (not parseable), that changed since export (sha256 in the sidecar JSON), or that
 holds a different model than the run (the ``bench_spec`` metadata `bench export` embeds,
 then the input and output shapes). Training methods raise :class:`BenchError`:
-``supports_training = False`` (and ``harness.backend.INFERENCE_ONLY``) keep the harness from
+``supports_training = False`` (its ``harness.backend.BACKENDS`` entry) keeps the harness from
 trying.
 
 Session options are fixed and recorded (:meth:`session_options`): all graph optimisations
@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Iterable
 import numpy as np
 import onnxruntime as ort
 
-from harness.backend import (Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback,
-                             TrainStats)
+from harness.backend import (BACKENDS, Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec,
+                             StepCallback, StepResult, TrainStats, run_pass)
 from harness.errors import BenchError
 
 PREDICT_CHUNK = 256  # images per session.run in predict(), as the other backends
@@ -55,10 +55,10 @@ def _inference_only(what: str) -> BenchError:
 
 class OnnxRuntimeBackend:
     name: ClassVar[str] = "onnxruntime"
-    supports_onnx: ClassVar[bool] = True
-    supports_distributed: ClassVar[bool] = False
-    supports_training: ClassVar[bool] = False
-    checkpoint_suffix: ClassVar[str] = ".onnx"
+    supports_onnx: ClassVar[bool] = BACKENDS[name].supports_onnx
+    supports_distributed: ClassVar[bool] = BACKENDS[name].supports_distributed
+    supports_training: ClassVar[bool] = BACKENDS[name].supports_training
+    checkpoint_suffix: ClassVar[str] = BACKENDS[name].checkpoint_suffix
 
     def __init__(self) -> None:
         self.device = "cpu"
@@ -233,27 +233,18 @@ class OnnxRuntimeBackend:
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def evaluate(self, batches: Iterable[Batch]) -> EvalStats:
-        """Loss, top-1 and top-5 in numpy; ``compute_s`` is the wall time of the pass (ORT's
-        ``run`` returns only when the outputs are on the host, so there is nothing to sync)."""
-        import time
-
-        from harness.backend import iter_with_wait
-
-        stats = EvalStats()
-        start = time.perf_counter()
-        for batch in iter_with_wait(batches, stats, time.perf_counter):
-            logits = self.predict(batch.images).astype(np.float64)
-            labels = batch.labels
-            shifted = logits - logits.max(axis=1, keepdims=True)
+        """:func:`harness.backend.run_pass` with the loss in numpy (float64 log-softmax);
+        there is nothing to sync: ORT's ``run`` returns when the outputs are on the host."""
+        def step(batch: Batch) -> StepResult:
+            logits = self.predict(batch.images)
+            wide = logits.astype(np.float64)
+            shifted = wide - wide.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            true = logits[np.arange(len(labels)), labels][:, None]
-            rank = (logits > true).sum(axis=1)  # how many classes beat the true one
-            stats.loss_sum += float(-log_probs[np.arange(len(labels)), labels].sum())
-            stats.correct += int((rank == 0).sum())
-            stats.top5_correct += int((rank < min(5, logits.shape[1])).sum())
-            stats.count += len(labels)
-            stats.steps += 1
-        stats.compute_s = time.perf_counter() - start - stats.data_wait_s
+            labels = batch.labels
+            return logits, float(-log_probs[np.arange(len(labels)), labels].sum()), labels
+
+        stats = run_pass(batches, EvalStats(), step, sync=lambda: None)
+        assert isinstance(stats, EvalStats)
         return stats
 
     # ---------------------------------------------------------------- Training: not supported

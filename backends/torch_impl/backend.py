@@ -5,14 +5,12 @@ uint8 (4x fewer bytes than float32), pinned and non-blocking on CUDA, and are no
 there. ``permute(0, 3, 1, 2)`` of an NHWC buffer *is* a channels_last NCHW tensor, so the
 channels_last layout costs no copy.
 
-Timing: ``compute_s`` is wall time for the epoch minus time blocked on the data iterator,
-read after ``torch.cuda.synchronize()`` on CUDA so queued kernels are counted. Losses and
-correct counts are summed on the device: reading them per step would sync every step.
+Timing and accounting: :func:`harness.backend.run_pass` (shared by every backend);
+``_sync`` is ``torch.cuda.synchronize()`` on CUDA so queued kernels are counted.
 """
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -24,13 +22,11 @@ from torch import Tensor, nn
 
 from backends.torch_impl.models import build_model
 from harness.backend import (
-    Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, TrainStats,
-    iter_with_wait,
+    BACKENDS, Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, StepResult,
+    TrainStats, run_pass,
 )
 from harness.errors import BenchError
 
-REPORT_EVERY = 1  # on_step after every step (a CPU step can take seconds); tqdm throttles the drawing
-CUDA_LOSS_EVERY = 50  # on CUDA, sync to report the running loss only this often
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
 # resnet20, batch 128, SGD training on this 2-core CPU (torch 2.14.1, 2 threads, idle
 # machine): 449-468 img/s contiguous vs 615-621 img/s channels_last (+33 %), so channels_last
@@ -47,10 +43,10 @@ def _cuda_unavailable_reason() -> str:
 
 class TorchBackend:
     name: ClassVar[str] = "torch"
-    supports_onnx: ClassVar[bool] = True
-    supports_distributed: ClassVar[bool] = True
-    supports_training: ClassVar[bool] = True
-    checkpoint_suffix: ClassVar[str] = ".pt"
+    supports_onnx: ClassVar[bool] = BACKENDS[name].supports_onnx
+    supports_distributed: ClassVar[bool] = BACKENDS[name].supports_distributed
+    supports_training: ClassVar[bool] = BACKENDS[name].supports_training
+    checkpoint_suffix: ClassVar[str] = BACKENDS[name].checkpoint_suffix
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
@@ -226,39 +222,13 @@ class TorchBackend:
     def _loop(self, batches: Iterable[Any], stats: TrainStats,
               step: Callable[[Any], tuple[Tensor, Tensor, Tensor]],
               on_step: StepCallback | None = None) -> TrainStats:
-        """Run ``step`` over ``batches``, summing loss, top-1 and (for EvalStats) top-5 on
-        the device, and fill ``stats`` with counts and synchronised timings."""
-        top5 = isinstance(stats, EvalStats)
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, top-1, top-5
-        self._sync()
-        start = time.perf_counter()
-        for batch in iter_with_wait(batches, stats, time.perf_counter):
+        """:func:`harness.backend.run_pass` with this framework's step: logits to the CPU,
+        the batch's loss sum as torch computes it (float32 ``loss * n``)."""
+        def framework_step(batch: Any) -> StepResult:
             logits, loss, y = step(batch)
-            n = y.shape[0]
-            sums[0] += loss * n
-            sums[1] += (logits.argmax(1) == y).sum()
-            if top5:
-                k = min(5, logits.shape[1])
-                sums[2] += (logits.topk(k, 1).indices == y[:, None]).any(1).sum()
-            stats.count += n
-            stats.steps += 1
-            if on_step is not None and stats.steps % REPORT_EVERY == 0:
-                on_step(stats.count, self._running_loss(sums, stats))
-        self._sync()
-        stats.compute_s = time.perf_counter() - start - stats.data_wait_s
-        loss_sum, correct, correct5 = sums.tolist()
-        stats.loss_sum, stats.correct = loss_sum, int(correct)
-        if top5:
-            stats.top5_correct = int(correct5)
-        if on_step is not None and stats.steps % REPORT_EVERY:
-            on_step(stats.count, stats.loss)  # the tail since the last report, already synced
-        return stats
+            return (logits.float().cpu().numpy(), float(loss * y.shape[0]), y.cpu().numpy())
 
-    def _running_loss(self, sums: Tensor, stats: TrainStats) -> float | None:
-        """Mean loss so far, or None on CUDA between the rare steps where a sync is allowed."""
-        if self.device.type == "cuda" and stats.steps % CUDA_LOSS_EVERY:
-            return None
-        return float(sums[0]) / stats.count
+        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step)
 
     # ---------------------------------------------------------------- Inference
     def evaluate(self, batches: Iterable[Batch]) -> EvalStats:
@@ -346,7 +316,24 @@ class TorchBackend:
             "optimizer_name": type(self._optim).__name__,
             "model": self._net.state_dict(),
             "optimizer": self._optim.state_dict(),
+            "rng": self._rng_state(),
         }, path)
+
+    def _rng_state(self) -> dict[str, Any]:
+        """The generators dropout draws from, so a resumed run draws the masks the
+        uninterrupted run would have (small_cnn, --head mlp)."""
+        state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`_rng_state`; a checkpoint written before it existed has none (the
+        masks then follow the fresh seed, as they did then)."""
+        if "cpu" in state:
+            torch.set_rng_state(state["cpu"].cpu())
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"].cpu(), self.device)
 
     def load_checkpoint(self, path: Path) -> None:
         ckpt = self._read_checkpoint(Path(path))
@@ -356,6 +343,7 @@ class TorchBackend:
         try:
             self._net.load_state_dict(ckpt["model"])
             self._optim.load_state_dict(ckpt["optimizer"])
+            self._set_rng_state(ckpt.get("rng") or {})
         except (RuntimeError, ValueError, KeyError) as exc:
             raise BenchError(
                 f"{path} does not fit this run ({_first_line(exc)}): resume with the same "
