@@ -106,7 +106,7 @@ def test_state_and_checkpoint_round_trip(backend_name: str, model: str, tmp_path
     path = tmp_path / f"checkpoint{a.checkpoint_suffix}"
     a.save_checkpoint(path)
     next_loss, next_state = a.train_step_probe(probe), a.state_arrays()
-    c = make(backend_name, model, seed=7, optim=GENTLE)
+    c = make(backend_name, model, seed=8, optim=GENTLE)  # not b's seed: nothing replays by chance
     c.load_checkpoint(path)
     np.testing.assert_array_equal(logits, c.predict(probe.images))
     assert c.train_step_probe(probe) == next_loss
