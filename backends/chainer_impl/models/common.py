@@ -1,7 +1,12 @@
-"""Pieces shared by the model families: BatchNorm with torch's constants, the residual
-BasicBlock, the classifier head, and the skip-ablation / freeze plumbing.
+"""Pieces shared by the model families: the residual blocks, the classifier head, and the
+skip-ablation / freeze plumbing.
 
-Mirrors ``backends/torch_impl/models/common.py``. Every model names its classifier
+Mirrors ``backends/torch_impl/models/common.py`` symbol for symbol (``BasicBlock``,
+``Bottleneck``, ``ZeroPadShortcut``, ``classifier_head``, ``set_no_skip``,
+``freeze_backbone``). Chainer alone needs ``BatchNorm`` (torch's constants), ``conv``
+(torchvision's init), ``ResNetBase`` (torchvision's ResNet.forward, which Chainer lacks) and
+``freeze_links`` / ``backbone_is_frozen`` (parameters freeze through the optimiser's update
+rules, which exist only after ``optimizer.setup``). Every model names its classifier
 ``head_name`` (``"fc"`` for the ResNets, ``"fc3"`` for small_cnn) and offers
 ``forward_features(x)``, the network up to that classifier (timm's name), so that freezing,
 the feature cache and head-only training need no per-model code.
@@ -13,12 +18,13 @@ import chainer.functions as F
 import chainer.initializers as I
 import chainer.links as L
 
-from harness.catalogue import ModelInfo, block_names
+from typing import Iterable, Sequence
+
 from harness.errors import BenchError
-from harness.backend import ModelSpec
 
 HEADS = ("linear", "mlp")
-FREEZE = ("none", "backbone")
+FREEZE_MODES = ("none", "backbone")
+SHORTCUTS = ("A", "B")
 
 # torch.nn.BatchNorm2d defaults. Chainer's own are eps=2e-5 and decay=0.9; decay is
 # 1 - momentum, so 0.9 is torch's momentum 0.1, but eps has to be set or every normalised
@@ -54,53 +60,80 @@ def conv(in_ch: int, out_ch: int, ksize: int, stride: int = 1, pad: int | None =
                            initialW=I.HeNormal(fan_option="fan_out"))
 
 
-def downsample_shortcut_a(x, planes: int):
-    """Option A (He et al. 2016, sec. 4.2): subsample by 2 and zero-pad the new channels,
-    ``planes // 4`` on each side (16 -> 32 channels: 8 zeros + 16 + 8 zeros). No parameters."""
-    x = x[:, :, ::2, ::2]
-    pad = planes // 4
-    return F.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0)), mode="constant")
+class ZeroPadShortcut(chainer.Link):
+    """Option A of He et al. 2016 (sec. 4.2): subsample by 2 and zero-pad the new channels,
+    ``planes // 4`` on each side (16 -> 32 channels: 8 zeros + 16 + 8 zeros). No parameters,
+    so it is kept outside ``init_scope`` and names no state."""
+
+    def __init__(self, planes: int):
+        super().__init__()
+        self.pad = planes // 4
+
+    def forward(self, x):
+        x = x[:, :, ::2, ::2]
+        return F.pad(x, ((0, 0), (self.pad, self.pad), (0, 0), (0, 0)), mode="constant")
 
 
 class BasicBlock(chainer.Chain):
     """Two 3x3 convolutions and a residual connection (torchvision's ``BasicBlock``).
 
-    ``shortcut`` chooses what the residual path does when the shape changes: ``"B"`` (or the
+    ``shortcut`` chooses what the residual path does when the shape changes: ``"B"`` (and the
     ImageNet models) a 1x1 projection ``downsample`` = Sequential(conv1x1, BN); ``"A"`` the
-    parameter-free subsample-and-zero-pad. The identity shortcut is used in *every* block
+    parameter-free :class:`ZeroPadShortcut`. The identity shortcut is used in *every* block
     whose shape does not change. ``use_skip = False`` removes the residual addition (ablation)."""
 
     expansion = 1
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "B"):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, *, shortcut: str = "B"):
         super().__init__()
         self.use_skip = True
-        self.shortcut_a_planes = 0
         with self.init_scope():
-            self.conv1 = conv(in_planes, planes, 3, stride)
+            self.conv1 = conv(inplanes, planes, 3, stride)
             self.bn1 = BatchNorm(planes)
             self.conv2 = conv(planes, planes, 3, 1)
             self.bn2 = BatchNorm(planes)
-            if (stride != 1 or in_planes != planes) and shortcut != "A":
-                self.downsample = chainer.Sequential(conv(in_planes, planes, 1, stride), BatchNorm(planes))
+            if (stride != 1 or inplanes != planes) and shortcut != "A":
+                self.downsample = chainer.Sequential(conv(inplanes, planes, 1, stride), BatchNorm(planes))
         if not hasattr(self, "downsample"):
-            self.downsample = None
-            if stride != 1 or in_planes != planes:
-                self.shortcut_a_planes = planes
+            self.downsample = ZeroPadShortcut(planes) if stride != 1 or inplanes != planes else None
 
     def forward(self, x):
         h = F.relu(self.bn1(self.conv1(x)))
         h = self.bn2(self.conv2(h))
         if self.use_skip:
-            h = h + self.residual(x)
+            h = h + (x if self.downsample is None else self.downsample(x))
         return F.relu(h)
 
-    def residual(self, x):
-        if self.downsample is not None:
-            return self.downsample(x)
-        if self.shortcut_a_planes:
-            return downsample_shortcut_a(x, self.shortcut_a_planes)
-        return x
+
+class Bottleneck(chainer.Chain):
+    """torchvision's Bottleneck (v1.5): 1x1 reduce, 3x3 (strided), 1x1 expand x4, plus the
+    shortcut. ``use_skip = False`` removes the residual addition (ablation)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.use_skip = True
+        out_planes = planes * self.expansion
+        with self.init_scope():
+            self.conv1 = conv(inplanes, planes, 1)
+            self.bn1 = BatchNorm(planes)
+            self.conv2 = conv(planes, planes, 3, stride)
+            self.bn2 = BatchNorm(planes)
+            self.conv3 = conv(planes, out_planes, 1)
+            self.bn3 = BatchNorm(out_planes)
+            if stride != 1 or inplanes != out_planes:
+                self.downsample = chainer.Sequential(conv(inplanes, out_planes, 1, stride), BatchNorm(out_planes))
+        if not hasattr(self, "downsample"):
+            self.downsample = None
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = F.relu(self.bn2(self.conv2(h)))
+        h = self.bn3(self.conv3(h))
+        if self.use_skip:
+            h = h + (x if self.downsample is None else self.downsample(x))
+        return F.relu(h)
 
 
 class MLPHead(chainer.ChainList):
@@ -155,32 +188,33 @@ class ResNetBase(chainer.Chain):
         return self.fc(self.forward_features(x))
 
 
-def apply_spec(model: chainer.Chain, spec: ModelSpec, info: ModelInfo) -> chainer.Chain:
-    """Skip ablation and frozen-BatchNorm behaviour from ``spec``; remember what to freeze.
-
-    With ``freeze="backbone"`` everything but the head and the ablated blocks (whose function
-    changed, so they must be retrained) is frozen. Freezing parameters needs the optimiser's
-    update rules, so the backend calls :func:`freeze_links` after ``optimizer.setup``."""
-    if spec.freeze not in FREEZE:
-        raise BenchError(f"unknown freeze mode {spec.freeze!r}: choose one of {', '.join(FREEZE)}")
-    valid = block_names(info)
-    unknown = [name for name in spec.no_skip if name not in valid]
+def set_no_skip(model: chainer.Chain, names: Iterable[str], *, valid: Sequence[str], model_name: str) -> None:
+    """Remove the residual addition of the blocks ``names`` (``"layer2.5"``). Parameter
+    names do not change; re-initialising those blocks is the harness's business."""
+    names = list(names)
+    unknown = [n for n in names if n not in valid]
     if unknown and not valid:
-        raise BenchError(f"{info.name} has no residual blocks: --no-skip applies to the ResNets only")
+        raise BenchError(f"{model_name} has no residual blocks: --no-skip applies to the ResNets only")
     if unknown:
-        raise BenchError(f"{info.name} has no block {', '.join(unknown)}: valid blocks are "
+        raise BenchError(f"{model_name} has no block {', '.join(unknown)}: valid blocks are "
                          f"{valid[0]} .. {valid[-1]} ({', '.join(valid)})")
     blocks = model.blocks() if hasattr(model, "blocks") else {}
-    for name in spec.no_skip:
+    for name in names:
         blocks[name].use_skip = False
-    model.trainable_blocks = set(spec.no_skip)
-    model.frozen = spec.freeze == "backbone"
-    if model.frozen and not spec.train_bn:
+
+
+def freeze_backbone(model: chainer.Chain, *, trainable: Sequence[str], train_bn: bool = False) -> None:
+    """Mark every parameter outside the head and the blocks ``trainable`` as frozen; frozen
+    BatchNorms also stop updating running statistics unless ``train_bn``. The parameters
+    themselves freeze through the optimiser's update rules, which exist only after
+    ``optimizer.setup``: the backend then disables the links :func:`freeze_links` lists."""
+    model.trainable_blocks = {name for name in trainable if name != model.head_name}
+    model.frozen = True
+    if not train_bn:
         for link in freeze_links(model):
             for sub in link.links():
                 if isinstance(sub, BatchNorm):
                     sub.use_running_stats = True
-    return model
 
 
 def freeze_links(model: chainer.Chain) -> list[chainer.Link]:

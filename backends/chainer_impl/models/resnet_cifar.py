@@ -13,12 +13,10 @@ import chainer.functions as F
 
 from harness.errors import BenchError
 
-from .common import BasicBlock, BatchNorm, ResNetBase, classifier_head, conv
-
-SHORTCUTS = ("A", "B")
+from .common import SHORTCUTS, BasicBlock, BatchNorm, ResNetBase, classifier_head, conv
 
 
-class CifarResNet(ResNetBase):
+class ResNetCifar(ResNetBase):
     def __init__(self, *, depth: int, num_classes: int, shortcut: str = "A", head: str = "linear"):
         if (depth - 2) % 6 or depth < 8:
             raise BenchError(f"CIFAR ResNet depth must be 6n+2 (8, 20, 32, ...), not {depth}")
@@ -33,7 +31,7 @@ class CifarResNet(ResNetBase):
             for index, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
                 blocks = []
                 for b in range(n):
-                    blocks.append(BasicBlock(in_planes, planes, stride if b == 0 else 1, shortcut))
+                    blocks.append(BasicBlock(in_planes, planes, stride if b == 0 else 1, shortcut=shortcut))
                     in_planes = planes
                 setattr(self, f"layer{index}", chainer.ChainList(*blocks))
             self.fc = classifier_head(64, num_classes, head)
@@ -42,6 +40,6 @@ class CifarResNet(ResNetBase):
         return F.relu(self.bn1(self.conv1(x)))
 
 
-def resnet_cifar(*, depth: int, num_classes: int, shortcut: str = "A", head: str = "linear") -> CifarResNet:
+def resnet_cifar(*, depth: int, num_classes: int, shortcut: str = "A", head: str = "linear") -> ResNetCifar:
     """CIFAR ResNet-``depth`` (depth = 6n+2) with shortcut option ``"A"`` or ``"B"``."""
-    return CifarResNet(depth=depth, num_classes=num_classes, shortcut=shortcut, head=head)
+    return ResNetCifar(depth=depth, num_classes=num_classes, shortcut=shortcut, head=head)

@@ -14,41 +14,10 @@ import chainer.functions as F
 from harness.catalogue import BOTTLENECK_DEPTHS, IMAGENET_LAYERS
 from harness.errors import BenchError
 
-from .common import BasicBlock, BatchNorm, ResNetBase, classifier_head, conv
+from .common import BasicBlock, BatchNorm, Bottleneck, ResNetBase, classifier_head, conv
 
 
-class Bottleneck(chainer.Chain):
-    """1x1 reduce, 3x3 (strided), 1x1 expand x4, plus the shortcut. ``use_skip = False`` removes
-    the residual addition (ablation)."""
-
-    expansion = 4
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.use_skip = True
-        out_planes = planes * self.expansion
-        with self.init_scope():
-            self.conv1 = conv(in_planes, planes, 1)
-            self.bn1 = BatchNorm(planes)
-            self.conv2 = conv(planes, planes, 3, stride)
-            self.bn2 = BatchNorm(planes)
-            self.conv3 = conv(planes, out_planes, 1)
-            self.bn3 = BatchNorm(out_planes)
-            if stride != 1 or in_planes != out_planes:
-                self.downsample = chainer.Sequential(conv(in_planes, out_planes, 1, stride), BatchNorm(out_planes))
-        if not hasattr(self, "downsample"):
-            self.downsample = None
-
-    def forward(self, x):
-        h = F.relu(self.bn1(self.conv1(x)))
-        h = F.relu(self.bn2(self.conv2(h)))
-        h = self.bn3(self.conv3(h))
-        if self.use_skip:
-            h = h + (x if self.downsample is None else self.downsample(x))
-        return F.relu(h)
-
-
-class ImageNetResNet(ResNetBase):
+class ResNetImageNet(ResNetBase):
     def __init__(self, *, depth: int, num_classes: int, head: str = "linear"):
         if depth not in IMAGENET_LAYERS:
             depths = ", ".join(map(str, IMAGENET_LAYERS))
@@ -75,6 +44,6 @@ class ImageNetResNet(ResNetBase):
         return F.max_pooling_2d(h, 3, stride=2, pad=1, cover_all=False)
 
 
-def resnet_imagenet(*, depth: int, num_classes: int, head: str = "linear") -> ImageNetResNet:
+def resnet_imagenet(*, depth: int, num_classes: int, head: str = "linear") -> ResNetImageNet:
     """torchvision ResNet-``depth`` (18, 34, 50, 101, 152) with a ``num_classes`` head."""
-    return ImageNetResNet(depth=depth, num_classes=num_classes, head=head)
+    return ResNetImageNet(depth=depth, num_classes=num_classes, head=head)

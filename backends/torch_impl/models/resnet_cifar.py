@@ -12,68 +12,16 @@ projection shortcuts).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from backends.torch_impl.models.common import classifier_head
+from backends.torch_impl.models.common import SHORTCUTS, BasicBlock, classifier_head
 from harness.errors import BenchError
 
-SHORTCUTS = ("A", "B")
 STAGE_PLANES = (16, 32, 64)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
-class ZeroPadShortcut(nn.Module):
-    """Option A of the paper: "the shortcut still performs identity mapping, with extra zero
-    entries padded for increasing dimensions" and stride 2 by subsampling. No parameters,
-    so the CIFAR ResNets keep the paper's parameter counts. Assumes planes = 2 * in_planes,
-    which holds at every stage transition (16->32->64)."""
-
-    def __init__(self, planes: int) -> None:
-        super().__init__()
-        self.pad = planes // 4
-
-    def forward(self, x: Tensor) -> Tensor:
-        # F.pad pads the last dims first: (W left, W right, H top, H bottom, C front, C back).
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
-
-
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU.
-
-    ``use_skip = False`` removes the residual addition (the skip-ablation experiment) and
-    leaves every parameter name in place, so the same weights files still load.
-    """
-
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, shortcut: str = "A") -> None:
-        super().__init__()
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample: nn.Module | None = None
-        if stride != 1 or inplanes != planes:
-            if shortcut == "A":
-                self.downsample = ZeroPadShortcut(planes)
-            else:  # option B: 1x1 projection, torchvision's ``downsample`` Sequential
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False),
-                    nn.BatchNorm2d(planes),
-                )
-        self.use_skip = True
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.use_skip:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
 
 
 class ResNetCifar(nn.Module):
@@ -92,7 +40,7 @@ class ResNetCifar(nn.Module):
             stride = 1 if index == 0 else 2
             layer = []
             for b in range(blocks):
-                layer.append(BasicBlock(inplanes, planes, stride if b == 0 else 1, shortcut))
+                layer.append(BasicBlock(inplanes, planes, stride if b == 0 else 1, shortcut=shortcut))
                 inplanes = planes
             setattr(self, f"layer{index + 1}", nn.Sequential(*layer))
         self.avgpool = nn.AdaptiveAvgPool2d(1)

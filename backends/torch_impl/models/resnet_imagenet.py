@@ -3,7 +3,7 @@ replaceable head and blocks whose residual addition can be switched off.
 
 The architecture is torchvision's own: ``torchvision.models.resnet50(weights=None)`` is
 ``ResNet(Bottleneck, [3, 4, 6, 3])``, and that is what :func:`resnet_imagenet` builds, with
-block subclasses that only add the ``use_skip`` flag. State names and shapes are therefore
+the block subclasses of ``common.py`` that only add the ``use_skip`` flag. State names and shapes are therefore
 torchvision's (the tests compare them key by key), so torchvision's pretrained weights load.
 """
 from __future__ import annotations
@@ -12,35 +12,8 @@ import torch
 from torch import Tensor
 from torchvision.models import resnet as tv
 
-from backends.torch_impl.models.common import classifier_head
+from backends.torch_impl.models.common import BasicBlock, Bottleneck, classifier_head
 from harness.catalogue import BOTTLENECK_DEPTHS, IMAGENET_LAYERS
-
-
-class BasicBlock(tv.BasicBlock):
-    """torchvision's BasicBlock; ``use_skip = False`` drops ``out += identity``."""
-
-    use_skip = True
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.use_skip:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
-
-
-class Bottleneck(tv.Bottleneck):
-    """torchvision's Bottleneck; ``use_skip = False`` drops ``out += identity``."""
-
-    use_skip = True
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.use_skip:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
 
 
 class ResNetImageNet(tv.ResNet):
