@@ -17,6 +17,7 @@ import pytest
 from harness.backend import (BACKENDS, Backend, Batch, InputSpec, ModelSpec, OptimSpec, create_backend,
                              training_backends)
 from harness.catalogue import CIFAR_MEAN, CIFAR_STD, MODELS
+from harness.errors import BenchError
 from harness.init_weights import initial_state
 from harness.metrics import top1_top5
 from harness.weights import head_prefix
@@ -165,3 +166,88 @@ def test_constant_logits_score_zero_in_evaluate_and_predict(backend_name: str) -
     stats = backend.evaluate([data])
     assert (stats.correct, stats.top5_correct, stats.count) == (0, len(data.labels), len(data.labels))
     assert top1_top5(backend.predict(data.images), data.labels) == (0, len(data.labels))
+
+
+# --- resnet8 only: behaviour that does not depend on the architecture -------------------------
+
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
+def test_epochs_learn_and_report_progress(backend_name: str) -> None:
+    backend = make(backend_name, "resnet8")
+    train = [batch(i, n=16) for i in range(4)]
+    calls: list[tuple[int, float | None]] = []
+    first = backend.train_epoch(train, on_step=lambda n, loss: calls.append((n, loss)))
+    for _ in range(2):
+        last = backend.train_epoch(train)
+    assert (first.count, first.steps) == (64, 4) and first.compute_s > 0 and first.data_wait_s >= 0
+    assert [n for n, _ in calls] == [16, 32, 48, 64] and calls[-1][1] == pytest.approx(first.loss)
+    assert last.loss < 0.7 * first.loss, (first.loss, last.loss)
+    result = backend.evaluate([batch(99, n=32)])
+    assert result.count == 32 and result.steps == 1 and 0 <= result.correct <= result.top5_correct
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
+def test_state_arrays_are_copies_and_misfits_are_bench_errors(backend_name: str) -> None:
+    backend = make(backend_name, "resnet8")
+    state = backend.state_arrays()
+    assert "layer1.0.bn1.running_mean" in state and not any("num_batches" in k for k in state)
+    assert all(v.dtype == np.float32 and v.flags.c_contiguous for v in state.values())
+    state["fc.weight"][:] = 0  # a copy, not a view of the live weights
+    assert np.abs(backend.state_arrays()["fc.weight"]).sum() > 0
+    with pytest.raises(BenchError, match=r"different architecture.*fc\.weight: \(3, 64\)"):
+        backend.load_arrays(dict(state, **{"fc.weight": np.zeros((3, 64), np.float32)}))
+    with pytest.raises(BenchError, match="missing fc.bias"):
+        backend.load_arrays({k: v for k, v in state.items() if k != "fc.bias"})
+    with pytest.raises(BenchError, match="missing layer2.0.downsample"):
+        make(backend_name, "resnet8", shortcut="B").load_arrays(state)
+    make(backend_name, "resnet8", shortcut="B").load_arrays(state, strict=False)
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
+def test_checkpoints_that_do_not_fit_are_bench_errors(backend_name: str, tmp_path: Path) -> None:
+    backend = make(backend_name, "resnet8")
+    backend.train_step_probe(batch())
+    path = tmp_path / "ckpt"  # exactly this path, no suffix added
+    backend.save_checkpoint(path)
+    assert path.is_file()
+    with pytest.raises(BenchError, match="'resnet8' checkpoint.*--model resnet8"):
+        make(backend_name, "resnet20").load_checkpoint(path)
+    with pytest.raises(BenchError, match="(?i)sgd"):
+        make(backend_name, "resnet8", optim=OptimSpec("adam", lr=1e-3)).load_checkpoint(path)
+    with pytest.raises(BenchError, match="different architecture"):
+        other = create_backend(backend_name)
+        other.configure(device="cpu", threads=1, seed=0)
+        other.build(ModelSpec("resnet8", CLASSES + 1, SIZE), SGD, INPUTS)
+        other.load_checkpoint(path)
+    corrupt = tmp_path / "corrupt"
+    corrupt.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(BenchError, match="cannot read checkpoint|is not a"):
+        backend.load_checkpoint(corrupt)
+    with pytest.raises(BenchError, match="does not exist"):
+        backend.load_checkpoint(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
+def test_freeze_with_train_bn_and_an_ablated_block(backend_name: str) -> None:
+    backend = make(backend_name, "resnet8", freeze="backbone", train_bn=True, no_skip=("layer2.0",))
+    before = backend.state_arrays()
+    backend.train_epoch([batch(i, n=16) for i in range(2)])
+    after = backend.state_arrays()
+    moved = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert {"fc.weight", "layer2.0.conv1.weight", "layer2.0.bn2.bias"} <= moved  # the ablated block trains
+    assert {"bn1.running_mean", "layer1.0.bn1.running_var"} <= moved  # train_bn: statistics update
+    assert not {"conv1.weight", "bn1.weight", "bn1.bias", "layer3.0.conv2.weight"} & moved
+
+
+@pytest.mark.parametrize("backend_name", BACKEND_NAMES)
+def test_features_and_head_only_training(backend_name: str) -> None:
+    backend = make(backend_name, "resnet8", freeze="backbone")
+    data = batch(n=16)
+    features = backend.features(data.images)
+    assert features.shape == (16, 64) and features.dtype == np.float32
+    state = backend.state_arrays()
+    np.testing.assert_allclose(backend.predict(data.images), features @ state["fc.weight"].T + state["fc.bias"],
+                               rtol=1e-4, atol=1e-5)
+    stats = backend.train_head_epoch([(features, data.labels)] * 3)
+    assert (stats.count, stats.steps) == (48, 3)
+    after = backend.state_arrays()
+    assert {k for k in state if not np.array_equal(state[k], after[k])} == {"fc.weight", "fc.bias"}

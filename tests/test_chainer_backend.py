@@ -228,45 +228,14 @@ def test_unknown_optimizer_is_a_bench_error() -> None:
 
 
 # ------------------------------------------------------------------------- Training
-def test_training_drives_loss_down() -> None:
-    backend = make_backend()
-    train, test = shape_batches(128, seed=0), shape_batches(64, seed=1)
-    calls: list[tuple[int, float | None]] = []
-    first = backend.train_epoch(train, on_step=lambda n, loss: calls.append((n, loss)))
-    for _ in range(2):
-        last = backend.train_epoch(train)
-    assert first.count == 128 and first.steps == 4
-    assert [n for n, _ in calls] == [32, 64, 96, 128] and calls[-1][1] == pytest.approx(first.loss)
-    assert first.compute_s > 0 and first.data_wait_s >= 0
-    assert last.loss < 0.7 * first.loss, (first.loss, last.loss)
-    result = backend.evaluate(test)
-    assert result.count == 64 and result.top5_correct == 64  # 4 classes: top-5 is everything
-    assert result.accuracy > 0.4, result  # chance is 0.25; BN running stats are still young
 
 
-def test_overfits_one_batch() -> None:
-    backend = make_backend(optim=OptimSpec("adam", lr=2e-3, weight_decay=0.0))
-    batch = shape_batches(16, batch=16, classes=4, seed=3)
-    for _ in range(25):
-        stats = backend.train_epoch(batch)
-    assert stats.correct == 16, stats
-    assert stats.loss < 0.1, stats
-
-
-def test_state_arrays_round_trip_and_mismatch() -> None:
-    backend = make_backend()
-    state = backend.state_arrays()
-    assert all(v.dtype == np.float32 for v in state.values())
+def test_load_arrays_accepts_torchvision_extras() -> None:
+    """A torchvision state_dict carries num_batches_tracked, which Chainer has no place for."""
+    state = make_backend().state_arrays()
     twin = make_backend(seed=5)
-    twin.load_arrays(state)
+    twin.load_arrays(dict(state, **{"bn1.num_batches_tracked": np.array(3)}))
     assert not changed(state, twin.state_arrays())
-    bad = dict(state, **{"fc.weight": np.zeros((3, 64), np.float32)})
-    with pytest.raises(BenchError, match=r"different architecture.*fc\.weight: \(3, 64\)"):
-        twin.load_arrays(bad)
-    with pytest.raises(BenchError, match="missing fc.bias"):
-        twin.load_arrays({k: v for k, v in state.items() if k != "fc.bias"})
-    twin.load_arrays({"fc.bias": state["fc.bias"]}, strict=False)
-    twin.load_arrays(dict(state, **{"bn1.num_batches_tracked": np.array(3)}))  # torchvision extra
 
 
 def test_weight_files_and_torchvision_conversion(tmp_path) -> None:
@@ -285,7 +254,9 @@ def test_weight_files_and_torchvision_conversion(tmp_path) -> None:
         weights.convert_torchvision_state_dict({"fc.weight": np.zeros(3, np.int64)})
 
 
-def test_checkpoint_round_trip(tmp_path) -> None:
+def test_checkpoint_keeps_velocities_scaled_for_the_lr_and_names_its_writer(tmp_path) -> None:
+    """Chainer's velocities are scaled by the lr (optimizers.py): a checkpoint written after
+    set_lr must resume with those, not rescale them again."""
     batches = shape_batches(64)
     backend = make_backend()
     backend.train_epoch(batches[:1])
@@ -300,14 +271,6 @@ def test_checkpoint_round_trip(tmp_path) -> None:
         b.train_epoch(batches[1:])
     assert not changed(backend.state_arrays(), resumed.state_arrays())
 
-    with pytest.raises(BenchError, match="holds a 'resnet8' checkpoint.*--model resnet8"):
-        make_backend("resnet20").load_checkpoint(path)
-    with pytest.raises(BenchError, match="--optimizer sgd"):
-        make_backend(optim=OptimSpec("adam", 1e-3)).load_checkpoint(path)
-    corrupt = tmp_path / "corrupt.npz"
-    corrupt.write_bytes(path.read_bytes()[:200])
-    with pytest.raises(BenchError, match="cannot read checkpoint|not a Chainer"):
-        resumed.load_checkpoint(corrupt)
     foreign = tmp_path / "foreign.npz"
     np.savez(foreign, **{"__bench__/backend": np.asarray("torch"), "__bench__/model": np.asarray("resnet8")})
     with pytest.raises(BenchError, match="written by the 'torch' backend"):
@@ -317,37 +280,3 @@ def test_checkpoint_round_trip(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------- Transfer learning
-def test_freeze_backbone_keeps_backbone_and_running_stats() -> None:
-    backend = make_backend(freeze="backbone")
-    total, trainable = backend.param_count()
-    assert trainable == 64 * 4 + 4 and total > trainable
-    before = backend.state_arrays()
-    backend.train_epoch(shape_batches(64))
-    assert changed(before, backend.state_arrays()) == {"fc.weight", "fc.bias"}
-
-
-def test_freeze_with_train_bn_and_ablated_block() -> None:
-    backend = make_backend(freeze="backbone", train_bn=True, no_skip=("layer2.0",))
-    before = backend.state_arrays()
-    backend.train_epoch(shape_batches(64))
-    moved = changed(before, backend.state_arrays())
-    assert {"fc.weight", "layer2.0.conv1.weight", "layer2.0.bn2.bias"} <= moved  # ablated block trains
-    assert {"bn1.running_mean", "layer1.0.bn1.running_var"} <= moved  # train_bn: statistics update
-    assert not {"conv1.weight", "bn1.weight", "bn1.bias", "layer3.0.conv2.weight"} & moved
-
-
-def test_probe_features_and_head_only_training() -> None:
-    backend = make_backend(freeze="backbone")
-    batches = shape_batches(64)
-    loss = backend.train_step_probe(batches[0])
-    assert np.isfinite(loss) and loss > 0
-    features = backend.features(batches[0].images)
-    assert features.shape == (32, 64) and features.dtype == np.float32
-    logits = backend.predict(batches[0].images)
-    np.testing.assert_allclose(logits, features @ backend.state_arrays()["fc.weight"].T
-                               + backend.state_arrays()["fc.bias"], rtol=1e-4, atol=1e-5)
-    before = backend.state_arrays()
-    cached = [(backend.features(b.images), b.labels) for b in batches]
-    stats = backend.train_head_epoch(cached)
-    assert stats.count == 64 and stats.steps == 2
-    assert changed(before, backend.state_arrays()) == {"fc.weight", "fc.bias"}
