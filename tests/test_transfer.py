@@ -129,7 +129,7 @@ def _chainer_branches(block, x):
 
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         branch = block.bn2(block.conv2(F.relu(block.bn1(block.conv1(x)))))
-        shortcut = chainer.as_array(block.residual(x))  # the identity returns x itself
+        shortcut = chainer.as_array(x if block.downsample is None else block.downsample(x))
         return block(x).array, branch.array, shortcut
 
 
