@@ -40,7 +40,7 @@ def make(backend_name: str, model: str, *, seed: int = 0, optim: OptimSpec = SGD
     backend = create_backend(backend_name)
     backend.configure(device="cpu", threads=1, seed=seed)
     backend.build(ModelSpec(model, CLASSES, SIZE, **spec), optim, INPUTS)
-    # The canonical init, as runner.prepare_backend loads it (framework defaults differ).
+    # The canonical init, as harness.train.prepare.prepare_backend loads it (framework defaults differ).
     backend.load_arrays(initial_state({k: v.shape for k, v in backend.state_arrays().items()}, seed))
     return backend
 
@@ -137,7 +137,7 @@ def test_resume_reproduces_the_uninterrupted_run(backend_name: str, model: str, 
 
     def fresh():
         backend = make(backend_name, model, head=head)
-        backend.load_arrays(init)  # what runner.prepare_backend does with the canonical init
+        backend.load_arrays(init)  # what harness.train.prepare.prepare_backend does with the canonical init
         return backend
 
     straight = fresh()
