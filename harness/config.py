@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -24,8 +22,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.backend import INFERENCE_ONLY, REGISTRY
+from harness.cache import json_sha256
 from harness.catalogue import MODELS, block_names, model_info
 from harness.data.augment import AUGMENTS
+from harness.device import parse_device
 from harness.errors import BenchError
 
 OPTIMIZERS = ("sgd", "adam")
@@ -262,7 +262,7 @@ class RunConfig:
     def identity_key(self) -> str:
         """A short hash of :meth:`identity`: repeats (other seeds) and backends of one
         configuration share it, on any machine."""
-        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:12]
+        return json_sha256(self.identity())[:12]
 
 
 def _json_ready(value: Any) -> Any:
@@ -418,11 +418,7 @@ def _problem(s: Setting, value: Any) -> str | None:
     return None
 
 def _check_device(device: str) -> None:
-    if device == "cpu" or device == "cuda":
-        return
-    if device.startswith("cuda:") and device[5:].isdigit():
-        return
-    raise BenchError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+    parse_device(device)  # BenchError for a bad spelling
 
 
 def lr_at(config: RunConfig, epoch: int) -> float:

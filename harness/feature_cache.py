@@ -23,7 +23,6 @@ normalisation, augmentation and the dataset's identity (sha256 of its arrays).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -33,6 +32,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from harness.cache import json_sha256
+from harness.device import parse_device
 from harness.backend import EvalStats, StepCallback, TrainStats, iter_with_wait
 from harness.catalogue import model_info
 from harness.data.dataset import Dataset
@@ -51,7 +52,7 @@ def cache_identity(config: Any, prepared: Any, dataset: Dataset, seed: int, spli
     weights = prepared.weights.get("sha256") or f"canonical init, seed {seed}"
     return {
         "format": FORMAT, "split": split, "backend": prepared.backend.name,
-        "versions": prepared.backend.versions(), "device": config.device.split(":")[0],
+        "versions": prepared.backend.versions(), "device": parse_device(config.device).kind,
         "model": config.model, "shortcut": config.shortcut if info.family == "resnet_cifar" else None,
         "weights": weights, "image_size": prepared.spec.image_size, "mean": list(info.mean),
         "std": list(info.std), "augment": "none",
@@ -60,7 +61,7 @@ def cache_identity(config: Any, prepared: Any, dataset: Dataset, seed: int, spli
 
 
 def cache_path(data_dir: Path, identity: dict[str, Any]) -> Path:
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    key = json_sha256(identity)[:20]
     return Path(data_dir) / "feature-cache" / f"{identity['model']}-{identity['backend']}-{identity['split']}-{key}.npz"
 
 

@@ -23,10 +23,8 @@ comparison beside it (``model.onnx.json``, the "sidecar", which also names the s
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from harness import __version__
-from harness import results as R
+from harness import schema as R
+from harness.cache import file_sha256
 from harness.backend import Backend, InputSpec, ModelSpec, OptimSpec, create_backend, load_backend_class
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
@@ -296,17 +295,13 @@ def export_onnx(loaded: Loaded, out: Path, *, opset: int | None = None,
     if source and source.get("run_id"):
         metadata["bench_source_run"] = str(source["run_id"])
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with R.atomic_path(out, suffix=".onnx") as tmp:
         info = export(loaded.backend, tmp, opset=opset, metadata=metadata)
         check = verify_onnx(loaded, tmp)
         if not check["ok"]:
             raise BenchError(f"the exported {spec.name} disagrees with {loaded.backend.name}: max |difference| "
                              f"{check['max_abs_diff']:.3g} > tolerance {check['tolerance']:.3g}; nothing was written")
         digest = file_sha256(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     sidecar = {
         "format": "onnx", "file": out.name, "sha256": digest, "bytes": out.stat().st_size,
         "created_at": now_iso(), "bench_version": __version__, "framework": loaded.backend.name,
@@ -330,11 +325,3 @@ def source_record(source: Source) -> dict[str, Any]:
     return {"run_id": meta.get("run_id"), "run_dir": str(source.run_dir.resolve()) if source.run_dir else None,
             "checkpoint": str(source.model_file.resolve()), "checkpoint_sha256": file_sha256(source.model_file),
             "meta": {k: meta[k] for k in keep if k in meta}}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

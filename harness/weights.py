@@ -24,9 +24,7 @@ This module imports no framework; reading ``.pth`` files is delegated to
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import io
 import os
 import subprocess
 import sys
@@ -37,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.cache import bench_cache_dir, file_sha256  # noqa: F401 (part of this module's API)
 from harness.catalogue import IMAGENET_LAYERS, BOTTLENECK_DEPTHS, model_info
 from harness.errors import BenchError
-from harness.results import atomic_write_bytes
+from harness.schema.io import atomic_path
 
 # torchvision.models.ResNet*_Weights.IMAGENET1K_V1 (torchvision 0.13+). The 8 hex digits in
 # each name are the start of the file's sha256, which torch.hub checks after downloading.
@@ -68,12 +67,6 @@ def checkpoints_dir() -> Path:
     return torch_home() / "hub" / "checkpoints"
 
 
-def bench_cache_dir() -> Path:
-    """$BENCH_CACHE_DIR, else $XDG_CACHE_HOME/bench, else ~/.cache/bench."""
-    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "bench")
-    return Path(os.path.expanduser(os.getenv("BENCH_CACHE_DIR", default)))
-
-
 def imagenet_location(model: str) -> tuple[Path, str]:
     """(cache path, URL) of torchvision's ImageNet weights for ``model``."""
     info = model_info(model)
@@ -89,22 +82,7 @@ def converted_path(sha256: str) -> Path:
     return bench_cache_dir() / "weights" / f"{sha256}.npz"
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
 _WARNED: set[str] = set()  # checksums already warned about in this process
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) so a run of two backends
-    hashes a 230 MB file once."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]
 
 
 # ----------------------------------------------------------------------------- Resolving
@@ -204,11 +182,11 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to exactly ``path``, atomically (results.atomic_write_bytes)."""
+    """Write ``arrays`` to exactly ``path``, atomically (schema.io.atomic_path), streamed to
+    the file rather than built in memory first: a feature cache can be hundreds of MiB."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez appends no ".npz"
+        np.savez(f, **arrays)
 
 
 def read_arrays(source: WeightsSource, backend_name: str, *, quiet: bool = True) -> tuple[dict[str, np.ndarray], str]:

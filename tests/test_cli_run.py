@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from tests.conftest import BENCH, TINY, bench, run_dirs
 
 

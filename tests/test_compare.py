@@ -1,6 +1,6 @@
 """bench compare: validation of run folders, per-run summaries, grouping, baselines, formats.
 
-Run folders are written by the real schema writer (harness.results, through
+Run folders are written by the real schema writer (harness.schema, through
 harness.report.synthetic); every expected number is recomputed here from the CSVs with
 pandas, independently of harness.report.
 """

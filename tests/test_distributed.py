@@ -34,7 +34,7 @@ import pytest
 
 from harness import distributed as D
 from harness import launch
-from harness import results as R
+from harness import schema as R
 from harness.backend import EvalStats, TrainStats
 from harness.config import RunConfig
 from harness.data.dataset import Dataset

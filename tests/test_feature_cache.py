@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from harness.cli import main
 from harness.config import RunConfig
 from harness.data import make_synthetic

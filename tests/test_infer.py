@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from harness.errors import BenchError
 from harness.infer import time_predict
 from tests.conftest import bench, run_dirs

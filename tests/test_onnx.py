@@ -188,7 +188,7 @@ def test_an_onnx_file_travels_with_its_sidecar(runs, tmp_path, capsys):
     is enough to rebuild the test set; the accuracy is the run's."""
     import pandas as pd
 
-    from harness import results as R
+    from harness import schema as R
 
     away = tmp_path / "elsewhere"
     away.mkdir()

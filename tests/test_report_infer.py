@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from tests.conftest import bench, run_dirs
 from tests.test_infer import QUICK, exported_runs
 

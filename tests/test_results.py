@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from harness.errors import BenchError
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from harness.backend import EvalStats, TrainStats
 from harness.config import RunConfig
 from harness.train import session

@@ -15,7 +15,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from harness import results as R
+from harness import schema as R
 from harness.backend import Batch, ModelSpec
 from harness.cli import main
 from harness.config import RunConfig

@@ -36,6 +36,7 @@ from harness.backend import (
     BACKENDS, Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, StepResult,
     TrainStats, run_pass,
 )
+from harness.device import parse_device
 from harness.errors import BenchError
 
 from . import blas, optimizers, weights
@@ -145,19 +146,18 @@ class ChainerBackend:
 
     @staticmethod
     def _parse_device(device: str):
-        kind, _, index = device.partition(":")
-        if kind == "cpu" and not index:
+        parsed = parse_device(device)
+        if not parsed.is_cuda:
             return chainer.get_device("@numpy")
-        if kind != "cuda" or (index and not index.isdigit()):
-            raise BenchError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+        index = parsed.ordinal
         reason = _cuda_unavailable_reason()
         if reason is not None:
             raise BenchError(f"CUDA was requested but {reason}; use --device cpu")
         count = _gpu_count()
-        if int(index or 0) >= count:
+        if index >= count:
             raise BenchError(f"{device} was requested but only {count} CUDA device(s) are visible: "
                              f"use cuda:0 .. cuda:{count - 1}")
-        return chainer.get_device(f"@cupy:{int(index or 0)}")
+        return chainer.get_device(f"@cupy:{index}")
 
     @property
     def _on_gpu(self) -> bool:

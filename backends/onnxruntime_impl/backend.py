@@ -18,7 +18,6 @@ threads (ORT's default, one per physical core, when not given), one inter-op thr
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
@@ -28,6 +27,8 @@ import onnxruntime as ort
 
 from harness.backend import (BACKENDS, Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec,
                              StepCallback, StepResult, TrainStats, run_pass)
+from harness.cache import file_sha256
+from harness.device import parse_device
 from harness.errors import BenchError
 
 PREDICT_CHUNK = 256  # images per session.run in predict(), as the other backends
@@ -93,15 +94,13 @@ class OnnxRuntimeBackend:
                 f"{', '.join(ort.get_available_providers())}): install onnxruntime-gpu instead of onnxruntime")
 
     def configure(self, *, device: str, threads: int | None, seed: int) -> dict[str, Any]:
-        kind, _, index = device.partition(":")
-        if (kind, index) == ("cpu", ""):
+        parsed = parse_device(device)
+        if not parsed.is_cuda:
             self.device = "cpu"
-        elif kind == "cuda" and (not index or index.isdigit()):
+        else:
             if CUDA_EP not in ort.get_available_providers():
                 raise BenchError(f"CUDA was requested but {self._no_cuda_reason()}; or use --device cpu")
-            self.device = f"cuda:{int(index or 0)}"
-        else:
-            raise BenchError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+            self.device = f"cuda:{parsed.ordinal}"
         if threads is not None and threads < 1:
             raise BenchError(f"--threads must be at least 1, got {threads}")
         self.threads = threads
@@ -127,7 +126,7 @@ class OnnxRuntimeBackend:
 
     def _providers(self) -> list[Any]:
         if self.device.startswith("cuda"):
-            return [(CUDA_EP, {"device_id": int(self.device.split(":")[1])}), CPU_EP]
+            return [(CUDA_EP, {"device_id": parse_device(self.device).ordinal}), CPU_EP]
         return [CPU_EP]
 
     def session_options(self) -> dict[str, Any]:
@@ -178,11 +177,7 @@ class OnnxRuntimeBackend:
         except (OSError, ValueError, AttributeError):
             raise BenchError(f"{sidecar} is not valid JSON: export the model again with `bench export`") from None
         if expected:
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            if digest.hexdigest() != expected:
+            if file_sha256(path) != expected:
                 raise BenchError(f"{path} does not match the sha256 in {sidecar.name}: the file was changed or "
                                  "truncated since `bench export`; export it again")
 

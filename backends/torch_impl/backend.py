@@ -25,6 +25,7 @@ from harness.backend import (
     BACKENDS, Batch, DeviceStatus, EvalStats, InputSpec, ModelSpec, OptimSpec, StepCallback, StepResult,
     TrainStats, run_pass,
 )
+from harness.device import parse_device
 from harness.errors import BenchError
 
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
@@ -100,18 +101,17 @@ class TorchBackend:
 
     @staticmethod
     def _parse_device(device: str) -> torch.device:
-        kind, _, index = device.partition(":")
-        if kind == "cpu" and not index:
+        parsed = parse_device(device)
+        if not parsed.is_cuda:
             return torch.device("cpu")
-        if kind != "cuda" or (index and not index.isdigit()):
-            raise BenchError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
+        index = parsed.ordinal
         if not torch.cuda.is_available():
             raise BenchError(f"CUDA was requested but {_cuda_unavailable_reason()}; use --device cpu")
         count = torch.cuda.device_count()
-        if int(index or 0) >= count:
+        if index >= count:
             raise BenchError(f"{device} was requested but only {count} CUDA device(s) are visible: "
                              f"use cuda:0 .. cuda:{count - 1}")
-        return torch.device("cuda", int(index or 0))
+        return torch.device("cuda", index)
 
     # ---------------------------------------------------------------- Model
     def build(self, model: ModelSpec, optim: OptimSpec, inputs: InputSpec) -> None:

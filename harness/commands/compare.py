@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.report.compare import compare_runs, load_all
     from harness.report.inference import check_any, infer_records, infer_table
     from harness.report.table import format_table
-    from harness.results import atomic_write_bytes
+    from harness.schema import atomic_write_bytes
 
     runs, infers = load_all(args.paths, with_util=False)  # the table needs epochs.csv only
     check_any(runs, infers)

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
-from harness import results as R
+from harness import schema as R
 from harness.backend import REGISTRY
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
@@ -112,7 +110,7 @@ def _check_dataset(source: Source, dataset: Dataset) -> None:
 
 
 def _infer_meta(run_dir: Path, source: Source, config: RunConfig, dataset: Dataset, loaded: Loaded,
-                opts: InferOptions, command: str) -> dict[str, Any]:
+                opts: InferOptions, command: str) -> R.RunMeta:
     backend = loaded.backend
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()}
     settings.update(backend=source.backend, batch_sizes=list(opts.batch_sizes), model=config.model,
@@ -120,27 +118,23 @@ def _infer_meta(run_dir: Path, source: Source, config: RunConfig, dataset: Datas
     session = backend.session_options() if hasattr(backend, "session_options") else None
     total, _ = backend.param_count()
     src = source.meta
-    return {
-        "schema_version": R.SCHEMA_VERSION, "kind": R.KIND_INFER, "run_id": run_dir.name, "bench_version": __version__,
-        "status": R.RUNNING, "started_at": now_iso(), "ended_at": None, "command": command, "settings": settings,
-        "source": {"run_id": src.get("run_id"), "run_dir": str(source.run_dir.resolve()) if source.run_dir else None,
-                   "model_file": str(source.model_file.resolve()), "model_file_sha256": file_sha256(source.model_file),
-                   "trained_with": src["backend"]["name"], "status": src.get("status"),
-                   "epochs_completed": src.get("epochs_completed"), "group": src.get("group"),
-                   "settings": src["settings"]},
-        "model": {"name": config.model, "params": total, "image_size": loaded.spec.image_size,
-                  "num_classes": loaded.spec.num_classes, "shortcut": loaded.spec.shortcut, "head": loaded.spec.head},
-        "dataset": dataset.identity | {"num_classes": len(dataset.class_names), "class_names": dataset.class_names,
-                                       "matches_source": dataset.identity.get("sha256") == src["dataset"].get("sha256")},
-        "machine": machine_info(),
-        "threads": {"requested": opts.threads,
-                    "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-                    "framework": loaded.thread_settings},
-        "backend": {"name": source.backend, "versions": backend.versions(), "session": session},
-        "timing": {"what": "one backend.predict() call: uint8 NHWC in, logits on the host out",
-                   "warmup_calls": opts.warmup, "timed_calls": opts.iters, "clock": "time.perf_counter"},
-        "accuracy": None, "prediction": None, "error": None,
-    }
+    return R.build_meta(
+        kind=R.KIND_INFER, run_id=run_dir.name, command=command, settings=settings, machine=machine_info(),
+        threads=R.threads_section(opts.threads, loaded.thread_settings),
+        backend={"name": source.backend, "versions": backend.versions(), "session": session},
+        source={"run_id": src.get("run_id"), "run_dir": str(source.run_dir.resolve()) if source.run_dir else None,
+                "model_file": str(source.model_file.resolve()), "model_file_sha256": file_sha256(source.model_file),
+                "trained_with": src["backend"]["name"], "status": src.get("status"),
+                "epochs_completed": src.get("epochs_completed"), "group": src.get("group"),
+                "settings": src["settings"]},
+        model={"name": config.model, "params": total, "image_size": loaded.spec.image_size,
+               "num_classes": loaded.spec.num_classes, "shortcut": loaded.spec.shortcut, "head": loaded.spec.head},
+        dataset=dataset.identity | {"num_classes": len(dataset.class_names), "class_names": dataset.class_names,
+                                    "matches_source": dataset.identity.get("sha256") == src["dataset"].get("sha256")},
+        timing={"what": "one backend.predict() call: uint8 NHWC in, logits on the host out",
+                "warmup_calls": opts.warmup, "timed_calls": opts.iters, "clock": "time.perf_counter"},
+        accuracy=None, prediction=None,
+    )
 
 
 def _print_head(meta: dict[str, Any]) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
-import os
 import pickle
 import sys
 import tarfile
@@ -37,6 +36,7 @@ import numpy as np
 
 from harness.data.dataset import Dataset, arrays_sha256
 from harness.errors import BenchError
+from harness.schema.io import atomic_path
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -183,11 +183,9 @@ def download_file(url: str, dest: Path, *, md5: str | None, timeout: float = DOW
     Network problems raise :class:`OSError` subclasses (URLError, timeouts) or
     ``http.client.HTTPException``; the caller words them for the user.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, opener(url, timeout=timeout) as response:
+        with open(tmp, "wb") as out, opener(url, timeout=timeout) as response:
             while chunk := response.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
@@ -197,9 +195,6 @@ def download_file(url: str, dest: Path, *, md5: str | None, timeout: float = DOW
                 f"(a broken or intercepted download): run again, or put {dest.name} in "
                 f"{dest.parent} yourself, or run with --dataset synthetic"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fetch(data_dir: Path, *, url: str, md5: str | None, timeout: float) -> Path:

@@ -6,26 +6,13 @@ Its ``identity`` goes into run.json, so two runs can prove they saw the same byt
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from harness.cache import arrays_sha256  # noqa: F401 (re-exported: harness.data's readers import it from here)
 from harness.errors import BenchError
-
-
-def arrays_sha256(*arrays: np.ndarray) -> str:
-    """SHA-256 over dtype, shape and bytes of each array, in order.
-
-    Shape and dtype are hashed too, so (2, 6) and (3, 4) arrays of the same bytes differ.
-    """
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
 
 
 def check_split(images: np.ndarray, labels: np.ndarray, num_classes: int, what: str) -> None:

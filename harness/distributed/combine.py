@@ -3,10 +3,10 @@ the parts combine (:data:`ROW_REDUCTIONS`, recorded in run.json), and the proof 
 ranks end with the same model (:func:`state_digest`)."""
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Mapping, Sequence
 
 from harness.backend import EvalStats, TrainStats
+from harness.cache import arrays_sha256
 
 # How epochs.csv figures of a distributed run combine the ranks' own (recorded in run.json).
 ROW_REDUCTIONS = {
@@ -89,14 +89,7 @@ def per_rank_record(epoch: int, parts: Sequence[Mapping[str, Any]]) -> dict[str,
 
 
 def state_digest(arrays: Mapping[str, Any]) -> str:
-    """SHA-256 over the model state (names, dtypes, shapes, bytes), in name order: equal
+    """SHA-256 over the model state (dtypes, shapes, bytes), in name order: equal
     digests on every rank prove the ranks hold bit-identical models."""
-    import numpy as np
-
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        digest.update(memoryview(a).cast("B"))
-    return digest.hexdigest()
+    return arrays_sha256(*(arrays[name] for name in sorted(arrays)))  # every rank has the same names
 

@@ -18,6 +18,7 @@ from harness.backend import REGISTRY
 from harness.distributed.combine import ROW_REDUCTIONS
 from harness.distributed.plan import Plan
 from harness.errors import BenchError
+from harness.schema.meta import DistributedSection
 
 class Communicator(Protocol):
     """What the harness asks of a framework's process group. Every call is collective: all
@@ -152,7 +153,7 @@ class Dist:
               "device": self.plan.device if self.plan else None, "threads": dict(thread_settings)}
         return self.comm.gather(me)
 
-    def run_meta(self, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    def run_meta(self, ranks: list[dict[str, Any]]) -> DistributedSection:
         """run.json's "distributed" section (rank 0)."""
         assert self.plan is not None
         p = self.plan

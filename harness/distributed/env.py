@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from harness.device import parse_device
 from harness.errors import BenchError
 
 TORCHRUN, MPI = "torchrun", "mpi"
@@ -75,9 +76,10 @@ def per_rank_batch(global_batch: int, world_size: int) -> int:
 
 def rank_device(device: str, env: LaunchEnv) -> str:
     """This rank's device: ``cuda`` means ``cuda:LOCAL_RANK``, one GPU per process."""
-    if device == "cpu":
+    parsed = parse_device(device)
+    if not parsed.is_cuda:
         return device
-    if device == "cuda":
+    if parsed.index is None:
         return f"cuda:{env.local_rank}"
     if env.local_world_size > 1:  # cuda:N for several processes on one host: all on one GPU
         raise BenchError(f"--device {device} with {env.local_world_size} processes on this host would put them all "

@@ -64,7 +64,7 @@ class UtilRelay:
             self._append(parts)
 
     def _append(self, parts: list[tuple[str, str]]) -> None:
-        from harness import results as R
+        from harness import schema as R
 
         if not self.util_csv.is_file():
             return

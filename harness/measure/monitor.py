@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from harness.results import CsvAppender, util_columns
+from harness.schema import CsvAppender, util_columns
 
 MIN_INTERVAL_S = 0.05
 

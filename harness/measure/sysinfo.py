@@ -8,7 +8,6 @@ framework: library versions come from package metadata, GPUs from NVML.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import os
 import platform
@@ -20,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+from harness.cache import bench_cache_dir, text_sha256
+from harness.schema.meta import THREAD_ENV_VARS
+
 LIBRARIES = ("torch", "torchvision", "chainer", "cupy", "onnx", "onnxruntime", "pandas", "matplotlib")
 
 
@@ -101,7 +102,7 @@ def machine_info() -> dict[str, Any]:
     model = cpu_model()
     host = socket.gethostname()
     ident = "|".join([host, model, str(psutil.cpu_count()), ",".join(g["name"] for g in gpu_list)])
-    machine_id = hashlib.sha256(ident.encode()).hexdigest()[:12]
+    machine_id = text_sha256(ident)[:12]
     return {
         "machine_id": machine_id,
         "hostname": host,
@@ -174,9 +175,7 @@ def measure_matmul_peak(n: int = 2048, seconds: float = 3.0) -> dict[str, Any]:
 
 def peak_cache_path() -> Path:
     """Where `bench sysinfo --peak` keeps its measurement, one entry per machine id."""
-    base = os.environ.get("BENCH_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                             os.path.expanduser("~/.cache"), "bench")
-    return Path(base) / "matmul-peak.json"
+    return bench_cache_dir() / "matmul-peak.json"
 
 
 def cached_peak(machine_id: str) -> dict[str, Any] | None:
@@ -192,7 +191,7 @@ def save_peak(machine_id: str, measured: dict[str, Any]) -> dict[str, Any]:
     for an unwritable cache (the measurement is printed either way)."""
     from datetime import datetime, timezone
 
-    from harness.results import atomic_write_bytes
+    from harness.schema.io import atomic_write_bytes
 
     entry = {"gflops": round(measured["peak_matmul_gflops"], 2), "threads": measured["peak_matmul_threads"],
              "n": measured["peak_matmul_n"], "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

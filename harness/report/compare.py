@@ -16,8 +16,6 @@ Accuracies stay fractions (0-1) in records, as in the schema; tables show percen
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 import statistics
@@ -25,9 +23,10 @@ from collections import Counter
 from typing import Any, Iterable
 
 from harness.config import identity_settings
+from harness.cache import json_sha256
 from harness.errors import BenchError
 from harness.report.table import FORMATS, format_table  # noqa: F401  (re-exported)
-from harness.results import COMPLETED, EPOCH_OK, InferFolder, RunFolder, find_runs, read_infer, read_run, split_by_kind
+from harness.schema import COMPLETED, EPOCH_OK, InferFolder, RunFolder, find_runs, read_infer, read_run, split_by_kind
 
 # Columns of epochs.csv / util.csv holding text; every other column must be numeric.
 _TEXT_EPOCH_COLUMNS = {"run_id", "backend", "model", "dataset", "device", "status"}
@@ -58,13 +57,10 @@ def load_all(patterns: Iterable[str], *, with_util: bool = True) -> tuple[list[R
 
 
 def validate_run(run: RunFolder) -> RunFolder:
-    """Check what :func:`harness.results.read_run` leaves open and make the numeric columns
+    """Check what :func:`harness.schema.read_run` leaves open (run.json is validated there) and make the numeric columns
     numeric, so a damaged cell is one clear error rather than a wrong median."""
     import pandas as pd
 
-    for key in ("settings", "machine"):
-        if key in run.meta and not isinstance(run.meta[key], dict):
-            raise BenchError(f"{run.path}/run.json: {key!r} is not an object: the run folder is damaged")
     frames = [("epochs.csv", run.epochs, _TEXT_EPOCH_COLUMNS)]
     if run.util is not None:
         frames.append(("util.csv", run.util, _TEXT_UTIL_COLUMNS))
@@ -196,7 +192,7 @@ def _config(settings: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hash(data: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return json_sha256(data)[:10]
 
 
 # --- machine labels ---------------------------------------------------------------------------

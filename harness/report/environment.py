@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from harness.report.compare import machine_label
-from harness.results import RunFolder
+from harness.schema import RunFolder
 
 
 def _values(runs: list[RunFolder], get: Callable[[dict[str, Any]], Any]) -> str:

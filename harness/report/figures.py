@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness.results import RunFolder
+from harness.device import parse_device
+from harness.errors import BenchError
+from harness.schema import RunFolder
 
 BACKEND_COLOURS = {"torch": "#EE4C2C", "chainer": "#1F5FAD", "onnxruntime": "#7F7F7F"}
 _OTHER_COLOURS = ["#2CA02C", "#9467BD", "#8C564B", "#E377C2", "#BCBD22", "#17BECF"]
@@ -363,7 +365,10 @@ def gpu_util(runs: list[RunFolder], records: list[dict[str, Any]]) -> bytes | No
     for run, st, rec in zip(runs, styles(records), records):
         util = _rank0(run)
         dev = str(rec["device"])
-        index = dev.split(":")[1] if dev.startswith("cuda:") else "0"
+        try:
+            index = str(parse_device(dev).ordinal or 0)
+        except BenchError:  # a folder from elsewhere with an odd device: no GPU figure for it
+            continue
         col = f"gpu{index}_util_pct"
         if util is not None and col in util.columns and util[col].notna().any():
             series.append((util, index, st))

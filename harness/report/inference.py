@@ -1,7 +1,7 @@
 """`bench infer` folders in `bench compare` and `bench report`: table, figure, sentences.
 
 An inference folder (``run.json`` with ``"kind": "infer"`` + ``infer.csv``, see
-:mod:`harness.results`) holds one row per batch size. Here each row becomes one record
+:mod:`harness.schema`) holds one row per batch size. Here each row becomes one record
 with the machine it ran on, so rows from several backends (torch, chainer, onnxruntime) and
 several machines line up in one table. Where a model was measured on one machine by more
 than one backend, each row also gets its throughput relative to the reference backend
@@ -14,7 +14,7 @@ from typing import Any
 from harness.errors import BenchError
 from harness.report.compare import machine_label
 from harness.report.table import num, pct, render_cells
-from harness.results import InferFolder
+from harness.schema import InferFolder
 
 # Reference for the "vs" column, in order of preference: the framework the model came from.
 REFERENCE_BACKENDS = ("torch", "chainer")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from harness.report.inference import (INFERENCE_CAPTION, inference_figure, infer
                                       infer_observations, infer_records)
 from harness.report.observations import observe
 from harness.report.table import display_table, notes as table_notes, num
-from harness.results import InferFolder, RunFolder, atomic_write_bytes
+from harness.schema import InferFolder, RunFolder, atomic_write_bytes
 
 CAPTIONS = {
     "accuracy_epoch.png": "Top-1 accuracy on the test set after each epoch, one line per run. Colour is the "
@@ -249,19 +248,9 @@ def write_report(out: Path, files: dict[str, bytes]) -> list[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         order = sorted(files, key=lambda name: name.startswith("report."))
-        mode = _file_mode()
         for name in order:
-            atomic_write_bytes(out / name, files[name])
-            os.chmod(out / name, mode)  # mkstemp made it 0600; a report is for sharing
+            atomic_write_bytes(out / name, files[name])  # mode from the umask, like open()
     except OSError as exc:
         raise BenchError(f"cannot write the report to {out} ({exc.strerror or exc}): choose a folder you can "
                          f"write to with --out") from None
     return [out / name for name in order]
-
-
-def _file_mode() -> int:
-    """0o666 less the umask, as open() would give. Reading the umask means setting it and
-    restoring it; bench writes reports from one thread, so nothing sees the moment between."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask

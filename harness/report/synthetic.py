@@ -1,4 +1,4 @@
-"""Plausible fake run folders, written through the real schema writer (:mod:`harness.results`).
+"""Plausible fake run folders, written through the real schema writer (:mod:`harness.schema`).
 
 They let the report code be tested, and a report previewed, without training anything:
 ``write_synthetic_run(folder, backend="chainer", images_per_s=30)`` gives a run folder that
@@ -14,7 +14,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.results import (
+from harness.schema import (
     COMPLETED,
     EPOCH_COLUMNS,
     EPOCH_OK,

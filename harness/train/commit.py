@@ -9,13 +9,12 @@ came between checkpoint.json and the CSV append. Every completed epoch then has 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from harness import results as R
+from harness import schema as R
 from harness.backend import Backend
 from harness.errors import BenchError
 
@@ -38,10 +37,10 @@ class RunFiles:
                    R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)))
 
     def save_checkpoint(self, backend: Backend) -> None:
-        """Written beside, then renamed into place: a kill leaves the previous checkpoint whole."""
-        tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.tmp")
-        backend.save_checkpoint(tmp)
-        os.replace(tmp, self.checkpoint)
+        """Written beside, then renamed into place (schema.atomic_path: file and folder fsync'd,
+        the temporary removed on any error): a kill leaves the previous checkpoint whole."""
+        with R.atomic_path(self.checkpoint) as tmp:
+            backend.save_checkpoint(tmp)
 
     def close(self) -> None:
         self.epochs.close()

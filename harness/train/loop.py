@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness import results as R
+from harness import schema as R
+from harness.device import parse_device
 from harness.backend import Backend, EvalStats, StepCallback, TrainStats
 from harness.config import RunConfig, lr_at
 from harness.data.dataset import Dataset
@@ -111,9 +112,7 @@ def epoch_line(backend: str, epochs: int, row: Mapping[str, Any]) -> str:
 # --- the loop ------------------------------------------------------------------------------
 
 def _gpu_index(device: str) -> int | None:
-    if device == "cpu":
-        return None
-    return int(device.split(":")[1]) if ":" in device else 0
+    return parse_device(device).ordinal
 
 
 def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir: Path, meta: dict[str, Any],

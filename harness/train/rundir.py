@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
-from harness import results as R
+from harness import schema as R
+from harness.schema.meta import now_iso
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
 from harness.measure.sysinfo import machine_info
 from harness.train.prepare import Prepared
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def ensure_writable(folder: Path) -> None:
@@ -59,7 +55,7 @@ def _bn_statistics(config: RunConfig) -> str:
 
 def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, command: str,
               dataset: Dataset, prepared: Prepared,
-              distributed: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+              distributed: R.DistributedSection | None = None) -> tuple[Path, R.RunMeta]:
     """Create the run folder and run.json. ``distributed``: run.json's section for a
     distributed run (harness.distributed.Dist.run_meta; rank 0 alone calls this)."""
     run_dir = new_run_dir(config.results_dir, name, config.model)
@@ -67,28 +63,23 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
     settings = config.settings()
     settings.update(backend=name, seed=seed)
     settings.pop("backends", None)
-    meta: dict[str, Any] = {
-        "schema_version": R.SCHEMA_VERSION, "run_id": run_dir.name, "bench_version": __version__,
-        "status": R.RUNNING, "started_at": now_iso(), "ended_at": None, "command": command,
-        "settings": settings, "seed": seed, "group": config.identity_key(), "repeat_index": repeat_index,
-        "dataset": dataset.identity | {"num_classes": len(dataset.class_names), "class_names": dataset.class_names},
-        "model": {"name": config.model, "params": total, "trainable_params": trainable,
-                  "image_size": prepared.spec.image_size, "train_flops_per_image": prepared.flops_per_image,
-                  "shortcut": config.shortcut, "no_skip": list(config.no_skip), "head": config.head,
-                  "freeze": config.freeze, "bn_statistics": _bn_statistics(config),
-                  "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights,
-                  # where --weights came from (path, sha256) and which parts kept the canonical init
-                  "weights_source": prepared.weights},
-        "machine": machine_info(),
-        "threads": {"requested": config.threads, "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-                    "framework": prepared.thread_settings},
-        "backend": {"name": name, "versions": prepared.backend.versions()},
-        "world_size": distributed["world_size"] if distributed else 1,
-        "target_acc": config.target_acc, "time_to_target_s": None,
-        "epochs_completed": 0, "resumes": [], "error": None,
-    }
-    if distributed:
-        meta["distributed"] = distributed
+    meta = R.build_meta(
+        run_id=run_dir.name, command=command, settings=settings, machine=machine_info(),
+        threads=R.threads_section(config.threads, prepared.thread_settings),
+        backend={"name": name, "versions": prepared.backend.versions()},
+        dataset=dataset.identity | {"num_classes": len(dataset.class_names), "class_names": dataset.class_names},
+        model={"name": config.model, "params": total, "trainable_params": trainable,
+               "image_size": prepared.spec.image_size, "train_flops_per_image": prepared.flops_per_image,
+               "shortcut": config.shortcut, "no_skip": list(config.no_skip), "head": config.head,
+               "freeze": config.freeze, "bn_statistics": _bn_statistics(config),
+               "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights,
+               # where --weights came from (path, sha256) and which parts kept the canonical init
+               "weights_source": prepared.weights},
+        seed=seed, group=config.identity_key(), repeat_index=repeat_index,
+        world_size=distributed["world_size"] if distributed else 1,
+        target_acc=config.target_acc, time_to_target_s=None, epochs_completed=0, resumes=[],
+        **({"distributed": distributed} if distributed else {}),
+    )
     R.write_json(run_dir / R.RUN_JSON, meta)
     return run_dir, meta
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import distributed as D
-from harness import results as R
+from harness import schema as R
 from harness.backend import load_backend_class
 from harness.config import CONTROLS, RunConfig, resume_conflicts
 from harness.errors import BenchError

@@ -1,0 +1,127 @@
+"""What a run folder holds: file names, CSV columns with their units, the schema version
+and the status values. The one place a new column goes.
+
+A run folder is the interface between machines: a student's laptop and a TA's A10G each
+write one, swap them, and ``bench compare``/``bench report`` read both. Adding a column:
+add it to :data:`EPOCH_COLUMNS` (or :data:`INFER_COLUMNS`) with its description and unit,
+bump :data:`SCHEMA_VERSION`, and record it in :data:`ADDED_IN_VERSION` so folders written
+before it still read (the column reads as empty there).
+
+Layout of ``results/<run_id>/``:
+  run.json          metadata (harness/schema/meta.py): settings, seed, machine, versions,
+                    dataset identity, status
+  epochs.csv        one row per epoch (EPOCH_COLUMNS), appended and fsync'd per epoch
+  util.csv          utilisation samples (UTIL_BASE_COLUMNS + per-core/per-GPU columns)
+  checkpoint.*      latest model + optimiser state (framework-native), replaced atomically
+  checkpoint.json   which epoch the checkpoint holds, and that epoch's row
+An inference run (`bench infer`) has run.json with ``"kind": "infer"`` and infer.csv.
+
+Units are in the column names (_s seconds, _pct percent, _mb MiB, _per_s per second).
+A figure that does not apply (no GPU) is left empty, never written as 0.
+"""
+from __future__ import annotations
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+# Columns added after version 1: folders of older versions lack them and read as empty.
+ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2}
+
+RUN_JSON = "run.json"
+EPOCHS_CSV = "epochs.csv"
+UTIL_CSV = "util.csv"
+CHECKPOINT_JSON = "checkpoint.json"
+
+# Run status values (run.json "status" and the epochs.csv "status" of the last row).
+RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED = "running", "completed", "interrupted", "diverged", "failed"
+RUN_STATUSES = (RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED)
+# Row status of an ordinary finished epoch.
+EPOCH_OK = "ok"
+
+# name -> description (with unit). Order is the CSV column order.
+EPOCH_COLUMNS: dict[str, str] = {
+    "run_id": "the run folder's name",
+    "backend": "framework backend (torch, chainer)",
+    "model": "model name (resnet20, resnet50, ...)",
+    "dataset": "dataset name (cifar10, synthetic, imagefolder:...)",
+    "device": "device string (cpu, cuda:0)",
+    "batch_size": "global training batch size (images)",
+    "world_size": "number of data-parallel processes (1 when not distributed)",
+    "epoch": "1-based epoch number",
+    "train_loss": "mean training cross-entropy over the epoch (nats)",
+    "train_acc": "training top-1 accuracy over the epoch, augmented images (fraction 0-1)",
+    "test_loss": "mean test cross-entropy (nats)",
+    "test_acc": "test top-1 accuracy (fraction 0-1)",
+    "test_top5_acc": "test top-5 accuracy (fraction 0-1)",
+    "lr": "learning rate used in this epoch",
+    "epoch_time_s": "wall time of the epoch: training + evaluation + bookkeeping (s)",
+    "train_time_s": "wall time of the training pass (s)",
+    "eval_time_s": "wall time of the evaluation pass (s)",
+    "data_wait_s": "time the training loop was blocked waiting for the next batch (s)",
+    "harness_s": "time the harness spent on its own work in the epoch: utilisation samples, progress-bar "
+                 "updates and the checkpoint (s; the row's own CSV and run.json writes follow it)",
+    "train_images_per_s": "training images / train_time_s",
+    "eval_images_per_s": "test images / eval_time_s",
+    "train_gflops_per_s": "achieved training GFLOP/s (3 x forward FLOPs per image x images/s)",
+    "cpu_util_mean_pct": "system-wide CPU utilisation during training, time-weighted mean (0-100)",
+    "cpu_util_max_pct": "system-wide CPU utilisation during training, max over samples (0-100)",
+    "process_cpu_pct": "this process's CPU use during training, mean (100 = one core busy; summed over the "
+                       "ranks of a distributed run)",
+    "rss_peak_mb": "peak resident memory of this process during the epoch (MiB; summed over the ranks of a "
+                   "distributed run)",
+    "gpu_util_mean_pct": "GPU utilisation of the run's device, mean (0-100; empty without GPU)",
+    "gpu_util_max_pct": "GPU utilisation, max (0-100; empty without GPU)",
+    "gpu_mem_peak_mb": "GPU memory used on the run's device, peak (MiB; empty without GPU)",
+    "elapsed_s": "wall time since the run started, at the end of this epoch (s); excludes time "
+    "between an interruption and its --resume",
+    "status": "ok, or interrupted/diverged on the row where the run stopped",
+}
+
+# Fixed util.csv columns; per-core "cpu{i}_pct" and per-GPU "gpu{i}_util_pct",
+# "gpu{i}_mem_mb", "gpu{i}_power_w" follow them.
+UTIL_BASE_COLUMNS: dict[str, str] = {
+    "timestamp": "Unix time of the sample (s)",
+    "elapsed_s": "time since the run started (s)",
+    "rank": "data-parallel rank that took the sample (0 when not distributed)",
+    "epoch": "epoch being run (1-based)",
+    "phase": "train, eval or setup",
+    "cpu_pct": "system-wide CPU utilisation since the previous sample (0-100)",
+    "process_cpu_pct": "this process's CPU use since the previous sample (100 = one core)",
+    "rss_mb": "resident memory of this process (MiB)",
+}
+
+
+def util_columns(n_cores: int, n_gpus: int) -> list[str]:
+    """util.csv's columns on a machine with ``n_cores`` logical cores and ``n_gpus`` GPUs sampled."""
+    cols = list(UTIL_BASE_COLUMNS)
+    cols += [f"cpu{i}_pct" for i in range(n_cores)]
+    for i in range(n_gpus):
+        cols += [f"gpu{i}_util_pct", f"gpu{i}_mem_mb", f"gpu{i}_power_w"]
+    return cols
+
+
+# --- inference runs (`bench infer`) ----------------------------------------------------------
+#
+# An inference run is a folder of its own, beside training runs: run.json with
+# ``"kind": "infer"`` (training runs have no "kind", or "train") and infer.csv, one row per
+# batch size.
+
+KIND_INFER = "infer"
+INFER_CSV = "infer.csv"
+
+# name -> description (with unit). Order is the CSV column order.
+INFER_COLUMNS: dict[str, str] = {
+    "run_id": "the inference run folder's name",
+    "backend": "backend that ran the model (torch, chainer, onnxruntime)",
+    "model": "model name (resnet20, resnet50, ...)",
+    "dataset": "dataset name of the source training run (cifar10, synthetic, imagefolder:...)",
+    "device": "device string (cpu, cuda:0)",
+    "batch_size": "images per predict() call (images)",
+    "images": "images timed at this batch size: batch_size x timed calls, warm-up excluded (images)",
+    "latency_p50_ms": "median wall time of one predict() call: uint8 NHWC in, logits on the host out (ms)",
+    "latency_p90_ms": "90th percentile of the call time (ms)",
+    "latency_p99_ms": "99th percentile of the call time (ms; from --iters samples, so the maximum below 100)",
+    "latency_mean_ms": "mean call time (ms)",
+    "images_per_s": "images / total timed wall time at this batch size (images/s)",
+    "top1_acc": "top-1 accuracy on the source run's test set (fraction 0-1; the same on every row)",
+    "top5_acc": "top-5 accuracy on the source run's test set (fraction 0-1; the same on every row)",
+}
