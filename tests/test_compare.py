@@ -1,7 +1,7 @@
 """bench compare: validation of run folders, per-run summaries, grouping, baselines, formats.
 
 Run folders are written by the real schema writer (harness.schema, through
-harness.report.synthetic); every expected number is recomputed here from the CSVs with
+tests/run_fixtures.py); every expected number is recomputed here from the CSVs with
 pandas, independently of harness.report.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from harness.errors import BenchError
 from harness.report import compare as C
-from harness.report.synthetic import MACHINES, write_synthetic_run
+from run_fixtures import MACHINES, write_round1_run, write_synthetic_run
 from harness.report.table import format_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,3 +242,23 @@ def test_rows_that_differ_in_threads_say_so(tmp_path):
     said = " ".join(o.text for o in observe(groups))
     assert "torch trained resnet20 (cifar10, batch 128, cpu, 2 threads) at 2" in said
     assert "torch trained resnet20 (cifar10, batch 128, cpu, 1 thread) at 1" in said and "(default threads)" in said
+
+
+def test_round1_folders_read_compare_and_report(tmp_path):
+    """Folders written by round 1 (schema 1: no harness_s column) still read, compare beside
+    today's and go into a report; their missing figure is empty, not zero."""
+    from harness.report import markdown as M
+
+    old = write_round1_run(tmp_path / "old", backend="torch", seed=0, epochs=2)
+    write_synthetic_run(tmp_path / "new", backend="chainer", seed=0, epochs=2, images_per_s=31.8)
+    assert "harness_s" not in pd.read_csv(old / "epochs.csv").columns
+    runs = C.load_runs([str(tmp_path)])
+    by_id = {r.run_id: r for r in runs}
+    assert by_id["old"].meta["schema_version"] == 1 and by_id["old"].epochs["harness_s"].isna().all()
+    records, groups = C.compare_runs(runs)
+    assert {r["backend"] for r in records} == {"torch", "chainer"}
+    expected = expected_run(old)
+    (torch,) = [r for r in records if r["backend"] == "torch"]
+    assert torch["train_images_per_s"] == pytest.approx(expected["train_images_per_s"])
+    files = M.build_report(runs, fmt="html", command="bench report old new")
+    assert b"old" in files["report.html"] and b"resnet20" in files["report.html"]

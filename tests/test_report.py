@@ -24,7 +24,7 @@ from harness.errors import BenchError
 from harness.report import compare as C
 from harness.report import markdown as M
 from harness.report.observations import observe
-from harness.report.synthetic import write_synthetic_run
+from run_fixtures import write_synthetic_run
 from harness.schema import read_meta, write_json
 
 ROOT = Path(__file__).resolve().parents[1]

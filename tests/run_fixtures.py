@@ -1,31 +1,48 @@
-"""Plausible fake run folders, written through the real schema writer (:mod:`harness.schema`).
+"""Plausible run folders for the compare/report tests, written through the product's own
+schema: settings from :class:`harness.config.RunConfig`, run.json from
+:func:`harness.schema.build_meta` (the builder ``bench run`` uses), rows through the schema's
+CSV appender. So the tests read the file the product writes, not a look-alike.
 
-They let the report code be tested, and a report previewed, without training anything:
 ``write_synthetic_run(folder, backend="chainer", images_per_s=30)`` gives a run folder that
-``bench compare`` reads exactly as it reads one from ``bench run``. The numbers follow the
-shapes real runs have (a slow first epoch, a saturating accuracy curve, utilisation samples
-every ``sample_s`` seconds) and are seeded, so a test can recompute every figure from the CSVs.
+``bench compare`` reads exactly as it reads one from ``bench run``; only the figures are made
+up. They follow the shapes real runs have (a slow first epoch, a saturating accuracy curve,
+utilisation samples every ``sample_s`` seconds) and are seeded, so a test can recompute every
+figure from the CSVs. :func:`write_round1_run` writes a folder as round 1 (schema 1) did.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import shlex
 from pathlib import Path
 from typing import Any
 
+from harness.device import parse_device
+
+from harness import schema as R
+from harness.config import RunConfig
 from harness.schema import (
+    ADDED_IN_VERSION,
     COMPLETED,
     EPOCH_COLUMNS,
     EPOCH_OK,
     EPOCHS_CSV,
     RUN_JSON,
-    SCHEMA_VERSION,
     UTIL_CSV,
     CsvAppender,
     util_columns,
     write_json,
 )
+
+# What the backends' configure() and harness/measure/allocator.py report, per framework.
+THREAD_SETTINGS: dict[str, dict[str, Any]] = {
+    "torch": {"device": "cpu", "torch_num_threads": 4, "torch_num_interop_threads": 4, "cudnn_benchmark": False},
+    "chainer": {"device": "cpu", "blas": "openblas", "blas_threads": 4, "blas_threads_set_by": "default",
+                "OMP_NUM_THREADS": "", "OPENBLAS_NUM_THREADS": ""},
+}
+MALLOC = {"allocator": "glibc 2.35", "tuned": True, "mmap_threshold_bytes": 256 << 20,
+          "trim_threshold_bytes": 512 << 20}
 
 MACHINES: dict[str, dict[str, Any]] = {
     "laptop": {
@@ -79,15 +96,14 @@ def write_synthetic_run(
     rng = random.Random(f"{backend}/{model}/{seed}/{repeat_index}/{folder.name}")
     mach = dict(MACHINES[machine]) if isinstance(machine, str) else dict(machine)
     n_cores = int(mach.get("cpu_logical_cores") or 1)
-    on_gpu = device.startswith("cuda")
+    on_gpu = parse_device(device).is_cuda
     n_gpus = len(mach.get("gpus") or []) if on_gpu else 0
-    settings = {
-        "backend": backend, "model": model, "dataset": dataset, "device": device, "epochs": epochs,
-        "batch_size": batch_size, "lr": 0.1, "optimizer": "sgd", "momentum": 0.9,
-        "weight_decay": 1e-4, "schedule": "cosine", "seed": seed, "train_size": train_size,
-        "test_size": test_size, "threads": None, "target_acc": target_acc, "world_size": world_size,
-        "results_dir": "results",
-    }
+    config = RunConfig(backends=[backend], model=model, dataset=dataset, device=device, epochs=epochs,
+                       batch_size=batch_size, seed=seed, train_size=train_size, test_size=test_size,
+                       target_acc=target_acc, distributed=world_size > 1).validate()
+    settings = config.settings()  # what harness/train/runner.py start_run records
+    settings.update(backend=backend, seed=seed)
+    settings.pop("backends", None)
     command = ["bench", "run", "--backend", backend, "--model", model, "--dataset", dataset,
                "--device", device, "--epochs", str(epochs), "--batch-size", str(batch_size),
                "--seed", str(seed)]
@@ -97,24 +113,24 @@ def write_synthetic_run(
     time_to_target = None
     if target_acc is not None:
         time_to_target = next((r["elapsed_s"] for r in rows if r["test_acc"] >= target_acc), None)
-    meta = {
-        "schema_version": SCHEMA_VERSION, "run_id": folder.name, "bench_version": "0.1.0",
-        "status": status, "started_at": started_at, "ended_at": started_at,
-        "command": shlex.join(command), "settings": settings, "seed": seed,
-        "group": f"{model}-{dataset}-{device}-{batch_size}", "repeat_index": repeat_index,
-        "dataset": {"name": dataset, "train_size": train_size, "test_size": test_size,
-                    "sha256": "synthetic, seed 0", "num_classes": 10, "class_names": [str(i) for i in range(10)]},
-        "model": {"name": model, "params": 272474, "trainable_params": 272474, "image_size": 32,
-                  "flops_per_image": 41e6,
-                  "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": "none"},
-        "machine": mach,
-        "threads": {"requested": None, "env": {"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None,
-                                               "OPENBLAS_NUM_THREADS": None},
-                    "framework": {"intra_op": n_cores // 2, "inter_op": n_cores // 2}},
-        "backend": {"name": backend, "versions": {backend: mach["libraries"].get(backend) or "?"}},
-        "world_size": world_size, "time_to_target_s": time_to_target, "target_acc": target_acc,
-        "epochs_completed": sum(r["status"] == EPOCH_OK for r in rows), "error": None,
-    }
+    framework = dict(THREAD_SETTINGS[backend], device=device, malloc=MALLOC)
+    meta = R.build_meta(
+        run_id=folder.name, command=shlex.join(command), settings=settings, machine=mach,
+        threads=R.threads_section(None, framework), bench_version="0.1.0", started_at=started_at,
+        backend={"name": backend, "versions": {backend: mach["libraries"].get(backend) or "?"}},
+        dataset={"name": dataset, "train_size": train_size, "test_size": test_size, "sha256": "0" * 64,
+                 "num_classes": 10, "class_names": [str(i) for i in range(10)]},
+        model={"name": model, "params": 272474, "trainable_params": 272474, "image_size": config.input_size,
+               "train_flops_per_image": 41e6, "shortcut": config.shortcut, "no_skip": [], "head": config.head,
+               "freeze": config.freeze, "bn_statistics": "trained",
+               "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights,
+               "weights_source": {}},
+        seed=seed, group=config.group_key(), repeat_index=repeat_index, world_size=world_size,
+        target_acc=target_acc, time_to_target_s=time_to_target, epochs_completed=sum(r["status"] == EPOCH_OK for r in rows),
+        resumes=[],
+        **({"distributed": _distributed_section(world_size, batch_size)} if world_size > 1 else {}),
+    )
+    meta.update(status=status, ended_at=started_at)  # what runner.finish sets
     write_json(folder / RUN_JSON, meta)
     epochs_csv = CsvAppender(folder / EPOCHS_CSV, list(EPOCH_COLUMNS), durable=False)
     for row in rows:
@@ -190,3 +206,28 @@ def _samples(rng, start, row, cpu_pct, n_cores, n_gpus, sample_s):
         out.append(sample)
         t += sample_s
     return out
+
+
+def _distributed_section(world_size: int, batch_size: int) -> R.DistributedSection:
+    """The keys harness.distributed.Dist.run_meta writes (ranks on one host)."""
+    return {"launcher": "torchrun", "communicator": "gloo", "world_size": world_size,
+            "global_batch_size": batch_size, "per_rank_batch_size": batch_size // world_size,
+            "hosts": ["laptop"], "ranks": [{"rank": r, "hostname": "laptop"} for r in range(world_size)],
+            "per_epoch": []}
+
+
+def write_round1_run(folder: Path, **kw: Any) -> Path:
+    """A run folder as round 1 wrote it: schema version 1, epochs.csv without the columns added
+    since (:data:`harness.schema.ADDED_IN_VERSION`). Round 1 wrote run.json by hand with the
+    same sections as :func:`write_synthetic_run`'s, which the round-1 runner's code shows."""
+    folder = write_synthetic_run(folder, **kw)
+    meta = json.loads((folder / RUN_JSON).read_text())
+    write_json(folder / RUN_JSON, meta | {"schema_version": 1})
+    rows = R.read_epochs_rows(folder / EPOCHS_CSV)
+    v1 = [c for c in EPOCH_COLUMNS if ADDED_IN_VERSION.get(c, 1) <= 1]
+    (folder / EPOCHS_CSV).unlink()
+    writer = CsvAppender(folder / EPOCHS_CSV, v1, durable=False)
+    for row in rows:
+        writer.append({k: v for k, v in row.items() if k in v1})
+    writer.close()
+    return folder
