@@ -125,7 +125,7 @@ def write_synthetic_run(
                "freeze": config.freeze, "bn_statistics": "trained",
                "init": f"harness canonical init (harness/init_weights.py), seed {seed}", "weights": config.weights,
                "weights_source": {}},
-        seed=seed, group=config.group_key(), repeat_index=repeat_index, world_size=world_size,
+        seed=seed, group=config.identity_key(), repeat_index=repeat_index, world_size=world_size,
         target_acc=target_acc, time_to_target_s=time_to_target, epochs_completed=sum(r["status"] == EPOCH_OK for r in rows),
         resumes=[],
         **({"distributed": _distributed_section(world_size, batch_size)} if world_size > 1 else {}),
