@@ -35,7 +35,7 @@ import numpy as np
 from harness import __version__
 from harness import schema as R
 from harness.cache import file_sha256
-from harness.backend import Backend, InputSpec, ModelSpec, OptimSpec, create_backend, load_backend_class
+from harness.backend import BACKENDS, Backend, InputSpec, ModelSpec, OptimSpec, create_backend
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.data.stream import eval_stream
@@ -45,9 +45,9 @@ from harness.train.prepare import model_specs
 from harness.train.rundir import now_iso
 
 ONNX_NAME = "model.onnx"  # where `bench export` writes in a run folder, and `bench infer` looks
-# Each backend's ``checkpoint_suffix``, known without importing the framework, so that a file
-# the backend cannot read is refused in a blink (tests/test_onnx.py checks it against the classes).
-CHECKPOINT_SUFFIX = {"torch": ".pt", "chainer": ".npz", "onnxruntime": ".onnx"}
+# Each backend's ``checkpoint_suffix``, known without importing the framework (its capability
+# entry), so that a file the backend cannot read is refused in a blink.
+CHECKPOINT_SUFFIX = {name: entry.checkpoint_suffix for name, entry in BACKENDS.items()}
 SUFFIX_BACKEND = {suffix: name for name, suffix in CHECKPOINT_SUFFIX.items()}
 VERIFIER = "onnxruntime"  # runs an exported file to compare it with the framework
 VERIFY_RTOL = 1e-4  # float32: max |onnx - framework| <= 1e-4 x max(1, max |logit|)
@@ -104,7 +104,7 @@ def _train_meta(folder: Path) -> dict[str, Any]:
 
 
 def _suffix(name: str) -> str:
-    return CHECKPOINT_SUFFIX.get(name) or load_backend_class(name).checkpoint_suffix
+    return CHECKPOINT_SUFFIX[name]
 
 
 def _model_file_in(run_dir: Path, meta: dict[str, Any], name: str) -> Path:

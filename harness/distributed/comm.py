@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
 
-from harness.backend import REGISTRY
+from harness.backend import BACKENDS
 from harness.distributed.combine import ROW_REDUCTIONS
 from harness.distributed.plan import Plan
 from harness.errors import BenchError
@@ -82,7 +82,7 @@ class LocalComm:
 
 def _backend_module(name: str, leaf: str) -> str:
     """``backends.torch_impl.backend:TorchBackend`` -> ``backends.torch_impl.<leaf>``."""
-    return REGISTRY[name][0].split(":")[0].rsplit(".", 1)[0] + "." + leaf
+    return BACKENDS[name].target.split(":")[0].rsplit(".", 1)[0] + "." + leaf
 
 
 @dataclass

@@ -12,13 +12,16 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from harness.backend import BACKENDS
 from harness.device import parse_device
 from harness.errors import BenchError
 
 TORCHRUN, MPI = "torchrun", "mpi"
 # The launcher that starts each backend's processes: the one its process group expects.
-LAUNCHER_OF = {"torch": TORCHRUN, "chainer": MPI}
 LAUNCHER_PROGRAM = {TORCHRUN: "torchrun", MPI: "mpiexec"}
+# From each backend's capability flag (harness.backend.BACKENDS: the program it needs).
+LAUNCHER_OF = {name: next(k for k, prog in LAUNCHER_PROGRAM.items() if prog == entry.launcher)
+               for name, entry in BACKENDS.items() if entry.launcher}
 
 
 @dataclass(frozen=True)
