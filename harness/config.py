@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.backend import INFERENCE_ONLY, REGISTRY
+from harness.backend import BACKENDS
 from harness.cache import json_sha256
 from harness.catalogue import MODELS, block_names, model_info
 from harness.data.augment import AUGMENTS
@@ -85,8 +85,10 @@ class RunConfig:
     """One `bench run`'s settings. Field order is the order of `bench run --help`."""
 
     backends: list[str] = setting(
-        default_factory=lambda: ["torch"], flag="--backend", choices=tuple(REGISTRY), resume_fixed=True,
-        help="framework to run; repeat the flag to run several one after the other")
+        default_factory=lambda: ["torch"], flag="--backend",
+        choices=tuple(n for n, e in BACKENDS.items() if e.supports_training), resume_fixed=True,
+        help="framework to train; repeat the flag to run several, each in its own process (inference-only "
+             "backends such as onnxruntime: `bench export RUN_DIR`, then `bench infer RUN_DIR --backend NAME`)")
     device: str = setting("cpu", identity=True, help="cpu, cuda or cuda:N (Chainer: cuda means CuPy)")
     model: str = setting("resnet20", identity=True, choices=tuple(MODELS), metavar="MODEL",
                          help=f"one of {', '.join(MODELS)}")
@@ -191,10 +193,6 @@ class RunConfig:
             problem = _problem(s, getattr(self, s.name))
             if problem:
                 raise BenchError(f"{s.flag} {problem}")
-        for name in self.backends:
-            if name in INFERENCE_ONLY:
-                raise BenchError(f"{name} is an inference-only backend: train with torch or chainer, then "
-                                 f"`bench export RUN_DIR --format onnx` and `bench infer RUN_DIR --backend {name}`")
         if len(set(self.backends)) != len(self.backends):
             raise BenchError("a backend is listed twice in --backend: list each once")
         info = model_info(self.model)

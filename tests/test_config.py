@@ -17,7 +17,7 @@ from harness.init_weights import initial_state
 @pytest.mark.parametrize("kwargs, message", [
     ({"model": "resnet21"}, "--model must be one of .*got 'resnet21' \\(did you mean 'resnet\\d+'\\?\\)"),
     ({"backends": ["mxnet"]}, "--backend must be one of torch, chainer.*got 'mxnet'"),
-    ({"backends": ["onnxruntime"]}, "inference-only backend"),
+    ({"backends": ["onnxruntime"]}, "must be one of torch, chainer"),
     ({"dataset": "mnist"}, "unknown dataset 'mnist'"),
     ({"optimizer": "rmsprop"}, "--optimizer must be one of sgd, adam; got 'rmsprop'"),
     ({"epochs": 0}, "--epochs must be positive"),

@@ -78,7 +78,7 @@ _MACHINE_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("CPU", lambda m: m["machine"]["cpu_model"]),
     ("Cores (physical / logical)", lambda m: f"{m['machine'].get('cpu_physical_cores', '?')} / "
                                              f"{m['machine'].get('cpu_logical_cores', '?')}"),
-    ("Memory", lambda m: f"{m['machine']['memory_total_gb']} GB"),
+    ("Memory", lambda m: f"{m['machine']['memory_total_gb']} GiB"),
     ("GPUs", _gpus),
     ("Python", lambda m: m["machine"]["python"]),
     ("NumPy", lambda m: m["machine"]["numpy"]),
