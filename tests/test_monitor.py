@@ -6,8 +6,9 @@ import time
 
 import pandas as pd
 import psutil
+import pytest
 
-from harness.measure.monitor import Monitor, busy_pct
+from harness.measure.monitor import Monitor, _Tegra, busy_pct
 
 
 def _spin(seconds: float) -> None:
@@ -52,3 +53,30 @@ def test_busy_pct_follows_psutils_formula():
     after = psutil.cpu_times()
     assert 0 < busy_pct(before, after) <= 100
     assert busy_pct(after, after) == 0.0
+
+
+def test_jetson_tree_fills_the_gpu_columns_and_energy(tmp_path, monkeypatch):
+    """With the readers pointed at an Orin Nano tree (BENCH_SYSFS_ROOT, the test hook) and no
+    NVML, GPU 0 is the Tegra GPU: load, clock and shared RAM in util.csv and the epoch
+    aggregates; the INA3221 rails give the epoch's joules (VDD_IN 5 V x 1.2 A = 6 W)."""
+    from tests.sysfs_trees import jetson_orin_nano
+
+    tree = jetson_orin_nano(tmp_path / "tree", load_permille=873, freq_hz=624_750_000,
+                            rails_mv_ma={"VDD_IN": (5000, 1200), "VDD_CPU_GPU_CV": (5000, 500), "VDD_SOC": (5000, 200)})
+    monkeypatch.setenv("BENCH_SYSFS_ROOT", str(tree))
+    path = tmp_path / "util.csv"
+    with Monitor(path, interval_s=0.1, gpu_index=0, idle_baseline_s=0.2) as monitor:
+        if not isinstance(monitor._gpus, _Tegra):
+            pytest.skip("this machine has NVIDIA GPUs: NVML takes precedence over a Tegra tree")
+        monitor.set_phase(1, "train")
+        time.sleep(0.5)
+        monitor.set_phase(1, "eval")
+        time.sleep(0.2)
+        agg = monitor.take_epoch()
+        info = monitor.energy_info()
+    assert agg["gpu_util_mean_pct"] == 87.3 and agg["gpu_mem_peak_mb"] == round((7802532 - 5383964) / 1024, 1)
+    assert abs(agg["train_energy_j"] - 6.0 * 0.5) < 0.6 and agg["energy_j"] > agg["train_energy_j"]
+    assert info["available"] and info["sources"] == ["ina3221"] and abs(info["idle_baseline_w"]["total"] - 6.0) < 0.1
+    rows = pd.read_csv(path)
+    assert (rows["gpu0_util_pct"] == 87.3).all() and (rows["gpu0_freq_mhz"] == 624.75).all()
+    assert rows["gpu0_power_w"].isna().all() and (abs(rows["power_w"] - 6.0) < 0.5).all()

@@ -42,6 +42,9 @@ from typing import Any, Callable, Protocol
 from harness.measure.hostfs import Unreadable, host_root, read_number, read_text, under
 
 COUNTER, SAMPLED = "counter", "sampled"
+# Seconds of doing nothing measured before a run: long enough for several samples of a
+# sampled meter (and a RAPL counter's 1 ms updates), short next to any epoch.
+IDLE_BASELINE_S = 1.0
 # Rails that are the module's whole input (jetson_stats power.total_power, NVIDIA forum 73608).
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 

@@ -1,8 +1,11 @@
-"""Background sampling of CPU, memory and GPU use while a backend trains.
+"""Background sampling of CPU, memory, GPU use and energy while a backend trains.
 
 The sampler is a daemon thread that wakes every ``interval_s`` (default 0.5 s), reads
-psutil (and NVML when there is an NVIDIA driver), appends one row to util.csv and folds
-the sample into the current epoch's aggregates. Each sample costs well under a millisecond
+psutil, the GPUs (NVML when there is an NVIDIA driver; on a Jetson, which has no NVML, the
+Tegra devfreq files or tegrastats of ``harness/measure/tegra.py``) and the energy meters of
+``harness/measure/energy.py``, appends one row to util.csv and folds the sample into the
+current epoch's aggregates. Energy is read on rank 0 only (ranks of one job share a machine's
+meters, and counting them per rank would count the machine once per rank). Each sample costs well under a millisecond
 of one core, i.e. < 0.1 % of a 2-core machine at 2 samples/s; the thread sleeps in
 ``Event.wait`` the rest of the time, so it does not compete with the training threads.
 util.csv rows are flushed per sample (an OS write, no fsync) and fsync'd at epoch ends.
@@ -17,9 +20,13 @@ from typing import Any
 
 import psutil
 
+from harness.measure.energy import IDLE_BASELINE_S, EnergyMeter, joules_between
+from harness.measure.tegra import TegraGpu
 from harness.schema import CsvAppender, util_columns
 
 MIN_INTERVAL_S = 0.05
+# One GPU's sample: utilisation %, memory used MiB, power W, graphics clock MHz (None = unread).
+GpuReading = tuple["float | None", "float | None", "float | None", "float | None"]
 
 
 def busy_pct(before: Any, after: Any) -> float:
@@ -49,6 +56,7 @@ class _Aggregate:
     rss_peak_mb: float = 0.0
     gpu_util: list[tuple[float, float]] = field(default_factory=list)
     gpu_mem_peak_mb: float | None = None
+    energy: dict[str, float] = field(default_factory=dict)  # energy_j, train_energy_j
 
     def summary(self) -> dict[str, float | None]:
         def mean(xs: list[tuple[float, float]]) -> float | None:
@@ -66,6 +74,8 @@ class _Aggregate:
             "gpu_util_mean_pct": mean(self.gpu_util),
             "gpu_util_max_pct": peak(self.gpu_util),
             "gpu_mem_peak_mb": self.gpu_mem_peak_mb,
+            "energy_j": self.energy.get("energy_j"),
+            "train_energy_j": self.energy.get("train_energy_j"),
         }
 
 
@@ -83,16 +93,24 @@ class _Nvml:
         except Exception:
             self.handles = []
 
-    def sample(self) -> list[tuple[float | None, float | None, float | None]]:
-        out = []
+    def __len__(self) -> int:
+        return len(self.handles)
+
+    def sample(self) -> list[GpuReading]:
+        out: list[GpuReading] = []
         for h in self.handles:
             try:
                 util = float(self.pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
                 mem = self.pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20
                 power = self.pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0
-                out.append((util, mem, power))
             except Exception:
-                out.append((None, None, None))
+                out.append((None, None, None, None))
+                continue
+            try:
+                freq: float | None = float(self.pynvml.nvmlDeviceGetClockInfo(h, self.pynvml.NVML_CLOCK_GRAPHICS))
+            except Exception:
+                freq = None
+            out.append((util, mem, power, freq))
         return out
 
     def close(self) -> None:
@@ -103,15 +121,45 @@ class _Nvml:
                 pass
 
 
+class _Tegra:
+    """A Jetson's integrated GPU as GPU 0 (same columns as NVML's; memory is shared RAM, power
+    is left empty because no rail feeds the GPU alone)."""
+
+    def __init__(self, gpu: TegraGpu) -> None:
+        self.gpu = gpu
+
+    def __len__(self) -> int:
+        return 1
+
+    def sample(self) -> list[GpuReading]:
+        s = self.gpu.sample()
+        return [(s.util_pct, s.mem_used_mb, None, s.freq_mhz)]
+
+    def close(self) -> None:
+        self.gpu.close()
+
+
+def open_gpus() -> "_Nvml | _Tegra":
+    """NVML's GPUs where there is a driver, else a Tegra integrated GPU, else none."""
+    nvml = _Nvml()
+    if nvml.handles:
+        return nvml
+    tegra = TegraGpu.open()
+    return _Tegra(tegra) if tegra is not None else nvml
+
+
 class Monitor:
     """Context manager: ``with Monitor(path, gpu_index=0) as m: m.set_phase(1, "train")``.
 
     ``gpu_index`` picks the GPU whose figures go into the epoch aggregates (the run's
     device); util.csv keeps every GPU. ``take_epoch()`` returns and resets the aggregates.
+    ``energy=True`` (rank 0) opens the energy meters and measures the idle baseline on entry;
+    ``energy_info()`` is what run.json records about them.
     """
 
     def __init__(self, path: Path | None, *, interval_s: float = 0.5, gpu_index: int | None = None,
-                 rank: int = 0, start_time: float | None = None, elapsed_offset_s: float = 0.0) -> None:
+                 rank: int = 0, start_time: float | None = None, elapsed_offset_s: float = 0.0,
+                 energy: bool | None = None, idle_baseline_s: float = IDLE_BASELINE_S) -> None:
         self.path = path
         self.interval_s = interval_s
         self.gpu_index = gpu_index
@@ -125,7 +173,11 @@ class Monitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process = psutil.Process()
-        self._nvml = _Nvml()
+        self._gpus = open_gpus()
+        self._meter = EnergyMeter.open() if (rank == 0 if energy is None else energy) else None
+        self._idle_baseline_s = idle_baseline_s
+        self._marks: dict[str, dict[str, float]] = {}  # energy snapshot at each phase start
+        self._energy_last: dict[str, float] | None = None
         self._n_cores = psutil.cpu_count(logical=True) or 1
         self._writer: CsvAppender | None = None
         self.samples = 0
@@ -134,8 +186,11 @@ class Monitor:
 
     def __enter__(self) -> "Monitor":
         if self.path is not None:
-            cols = util_columns(self._n_cores, len(self._nvml.handles))
+            cols = util_columns(self._n_cores, len(self._gpus), energy=self._energy_on)
             self._writer = CsvAppender(self.path, cols, durable=False)
+        if self._energy_on:
+            self._meter.measure_idle(self._idle_baseline_s)  # type: ignore[union-attr]
+            self._energy_last = self._meter.poll()  # type: ignore[union-attr]
         # The readings each sample is measured from (see busy_pct).
         self._last_cpu = psutil.cpu_times(percpu=True)
         self._last_proc = self._process_cpu_s()
@@ -150,7 +205,18 @@ class Monitor:
             self._thread.join(timeout=5)
         if self._writer is not None:
             self._writer.close()
-        self._nvml.close()
+        self._gpus.close()
+        if self._meter is not None:
+            self._meter.close()
+
+    @property
+    def _energy_on(self) -> bool:
+        return self._meter is not None and self._meter.available
+
+    def energy_info(self) -> dict[str, Any] | None:
+        """run.json's ``energy``: sources, domains and method, idle baseline, or why none
+        (None on ranks that do not read energy)."""
+        return self._meter.describe() if self._meter is not None else None
 
     def set_phase(self, epoch: int, phase: str) -> None:
         """Switch phase; first close the running interval with a sample credited to the
@@ -158,15 +224,30 @@ class Monitor:
         self._sample()
         with self._lock:
             self.epoch, self.phase = epoch, phase
+            if self._energy_on:
+                self._marks[phase] = self._meter.poll()  # type: ignore[union-attr]
 
     def take_epoch(self) -> dict[str, float | None]:
         """Aggregates since the last call; takes one sample first so short epochs have one."""
         self._sample()
         with self._lock:
+            if self._energy_on:
+                self._agg.energy = self._epoch_energy(self._meter.poll())  # type: ignore[union-attr]
             agg, self._agg = self._agg, _Aggregate()
         if self._writer is not None:
             self._writer.sync()
         return agg.summary()
+
+    def _epoch_energy(self, now: dict[str, float]) -> dict[str, float]:
+        """Machine-total joules of the epoch (train start to now) and of its training pass."""
+        train, evaluation = self._marks.get("train"), self._marks.get("eval")
+        self._marks = {}
+        out = {}
+        if train is not None:
+            out["energy_j"] = joules_between(train, now)["total"]
+            if evaluation is not None:
+                out["train_energy_j"] = joules_between(train, evaluation)["total"]
+        return out
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -207,7 +288,7 @@ class Monitor:
             return
         proc_cpu = 100.0 * max(0.0, proc_now - self._last_proc) / dt  # 100 = one core busy
         self._last_proc = proc_now
-        gpu = self._nvml.sample()
+        gpu = self._gpus.sample()
         row: dict[str, Any] = {
             "timestamp": round(time.time(), 3),
             "elapsed_s": round(self.elapsed_offset_s + time.perf_counter() - self.start, 3),
@@ -215,15 +296,20 @@ class Monitor:
             "cpu_pct": round(overall, 1), "process_cpu_pct": round(proc_cpu, 1), "rss_mb": round(rss_mb, 1),
         }
         row.update({f"cpu{i}_pct": v for i, v in enumerate(per_core)})
-        for i, (util, mem, power) in enumerate(gpu):
-            row.update({f"gpu{i}_util_pct": util, f"gpu{i}_mem_mb": mem, f"gpu{i}_power_w": power})
+        for i, (util, mem, power, freq) in enumerate(gpu):
+            row.update({f"gpu{i}_util_pct": util, f"gpu{i}_mem_mb": mem, f"gpu{i}_power_w": power,
+                        f"gpu{i}_freq_mhz": freq})
+        if self._energy_on and self._energy_last is not None:
+            energy = self._meter.poll()  # type: ignore[union-attr]
+            row["power_w"] = round((energy["total"] - self._energy_last["total"]) / dt, 2)
+            self._energy_last = energy
         self.samples += 1
         if self.phase == "train":
             self._agg.cpu.append((overall, dt))
             self._agg.process_cpu.append((proc_cpu, dt))
         self._agg.rss_peak_mb = max(self._agg.rss_peak_mb, rss_mb)
         if self.gpu_index is not None and self.gpu_index < len(gpu):
-            util, mem, _ = gpu[self.gpu_index]
+            util, mem, _, _ = gpu[self.gpu_index]
             if util is not None:
                 self._agg.gpu_util.append((util, dt))
             if mem is not None:

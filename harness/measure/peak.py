@@ -13,13 +13,13 @@ data type with ``peak_for``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.cache import bench_cache_dir
 from harness.errors import BenchError
 from harness.measure.hostfs import Unreadable, host_root, read_text, under
 
@@ -42,6 +42,13 @@ def cpu_dtype_flags(root: str | Path | None = None) -> list[str]:
     return []
 
 
+def installed_backends() -> list[str]:
+    """The frameworks with a peak module that this environment can import (found, not imported)."""
+    import importlib.util
+
+    return [b for b in ("torch", "chainer") if importlib.util.find_spec(b) is not None]
+
+
 def measure(backend: str, device: str = "cpu", dtypes: tuple[str, ...] = DTYPES, seconds: float = 2.0,
             timeout_s: float = 600) -> dict[str, dict[str, Any]]:
     """``{dtype: {"gflops", "n", "threads", "engine"} | {"skipped": why}}`` from a child process
@@ -60,9 +67,7 @@ def measure(backend: str, device: str = "cpu", dtypes: tuple[str, ...] = DTYPES,
 
 def cache_path() -> Path:
     """Where `bench sysinfo --peak` keeps its measurements, one entry per machine id."""
-    base = os.environ.get("BENCH_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                             os.path.expanduser("~/.cache"), "bench")
-    return Path(base) / "matmul-peak.json"
+    return bench_cache_dir() / "matmul-peak.json"
 
 
 def _table() -> dict[str, Any]:
@@ -85,7 +90,7 @@ def cached(machine_id: str) -> dict[str, Any]:
 def save(machine_id: str, device: str, backend: str, measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Merge one measurement into the cache; returns this machine's entries. An unwritable cache
     is not an error (the figures are printed either way)."""
-    from harness.results import atomic_write_bytes
+    from harness.schema.io import atomic_write_bytes
 
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     table = _table()
@@ -103,8 +108,11 @@ def save(machine_id: str, device: str, backend: str, measured: dict[str, dict[st
 
 def peak_for(peaks: dict[str, Any] | None, *, device: str, backend: str | None = None,
              dtype: str = "float32") -> dict[str, Any] | None:
-    """The entry a run is a share of: its device (``cuda:1`` falls back to ``cuda:0``'s kind
-    only by exact name), its backend if measured (else any backend's), its data type."""
+    """The entry a run is a share of: its device (by exact name), its backend if measured
+    (else any backend's), its data type. A run.json of schema 2 held one numpy float32 CPU
+    entry (``{"gflops": ...}``): read as ``cpu / numpy / float32``."""
+    if isinstance(peaks, dict) and "gflops" in peaks:
+        peaks = {"cpu": {"numpy": {"float32": peaks}}}
     per_backend = (peaks or {}).get(device) or {}
     order = ([backend] if backend in per_backend else []) + [b for b in per_backend if b != backend]
     for b in order:

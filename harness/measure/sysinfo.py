@@ -2,8 +2,10 @@
 
 A number from a benchmark is meaningless without the machine that produced it, so this
 collects what a hand-written hardware write-up lists (CPU model, cores, memory, GPUs and
-driver, OS, Python and library versions, BLAS, thread settings) without importing any
-framework: library versions come from package metadata, GPUs from NVML.
+driver, OS and distribution, Python and library versions, BLAS, thread settings; on a Jetson
+the board, L4T / JetPack release and power mode) without importing any framework: library
+versions come from package metadata, GPUs from NVML or a Tegra board's sysfs
+(harness/measure/board.py, tegra.py), the full package list from importlib.metadata.
 """
 from __future__ import annotations
 
@@ -12,14 +14,16 @@ import importlib.metadata
 import os
 import platform
 import socket
-import json
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.cache import bench_cache_dir, text_sha256
+from harness.cache import text_sha256
+from harness.measure import peak
+from harness.measure.board import tegra_info
+from harness.measure.hostfs import host_root
+from harness.measure.osinfo import distribution, packages, torch_origin
+from harness.measure.tegra import SHARED_MEMORY_NOTE, find_gpu_devfreq
 from harness.schema.meta import THREAD_ENV_VARS
 
 LIBRARIES = ("torch", "torchvision", "chainer", "cupy", "onnx", "onnxruntime", "pandas", "matplotlib")
@@ -95,10 +99,19 @@ def gpus() -> list[dict[str, Any]]:
             pass
 
 
+def tegra_gpus(total_memory_mb: float) -> list[dict[str, Any]]:
+    """A Jetson's integrated GPU in the shape of an NVML entry (no NVML on these boards)."""
+    devfreq = find_gpu_devfreq(host_root())
+    if devfreq is None:
+        return []
+    return [{"index": 0, "name": f"integrated Tegra GPU ({devfreq.name})", "driver": "nvgpu (L4T)",
+             "memory_total_mb": round(total_memory_mb), "memory": SHARED_MEMORY_NOTE}]
+
+
 def machine_info() -> dict[str, Any]:
     import psutil
 
-    gpu_list = gpus()
+    gpu_list = gpus() or tegra_gpus(psutil.virtual_memory().total / 2**20)
     model = cpu_model()
     host = socket.gethostname()
     ident = "|".join([host, model, str(psutil.cpu_count()), ",".join(g["name"] for g in gpu_list)])
@@ -107,6 +120,8 @@ def machine_info() -> dict[str, Any]:
         "machine_id": machine_id,
         "hostname": host,
         "os": f"{platform.system()} {platform.release()} ({platform.platform()})",
+        "distribution": distribution(),
+        "board": tegra_info(),
         "arch": platform.machine(),
         "cpu_model": model,
         "cpu_physical_cores": psutil.cpu_count(logical=False),
@@ -117,93 +132,47 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "blas": blas_info(),
         "libraries": {name: _version(name) for name in LIBRARIES},
+        "torch_origin": torch_origin(),
+        "packages": packages(),
         "thread_env": {k: os.environ.get(k) for k in THREAD_ENV_VARS},
-        # `bench sysinfo --peak` measured on this machine earlier (None if never): lets a
-        # report say what share of the machine's float32 throughput a framework reached.
-        "peak_matmul": cached_peak(machine_id),
+        # `bench sysinfo --peak` measured on this machine earlier ({} if never), per device,
+        # backend and dtype: lets a report say what share of the right peak a run reached.
+        "peak_matmul": peak.cached(machine_id),
+        "cpu_dtype_flags": peak.cpu_dtype_flags(),
     }
 
 
 def format_machine(info: dict[str, Any]) -> str:
     """The description as aligned text, to paste into a write-up."""
+    dist = info.get("distribution") or {}
     lines = [
         ("Host", info["hostname"]),
         ("OS", info["os"]),
+        ("Distribution", dist.get("pretty") or f"{dist.get('name') or '?'} {dist.get('version') or ''}".strip()),
         ("CPU", f"{info['cpu_model']} ({info['cpu_physical_cores']} physical / {info['cpu_logical_cores']} logical cores)"),
         ("Memory", f"{info['memory_total_gb']} GiB"),
     ]
+    board = info.get("board")
+    if board:
+        lines.append(("Board", board.get("model") or "?"))
+        if board.get("l4t"):
+            lines.append(("L4T / JetPack", f"{board['l4t']} / {board.get('jetpack') or 'unknown (not in bench table)'}"))
+            mode = board.get("power_mode")
+            lines.append(("Power mode", f"{mode['name']} (nvpmodel {mode['id']})" if mode else f"unknown ({board.get('power_mode_why')})"))
     for gpu in info["gpus"] or []:
-        lines.append((f"GPU {gpu['index']}", f"{gpu['name']}, {gpu['memory_total_mb']} MiB, driver {gpu['driver']}"))
+        memory = f"{gpu['memory_total_mb']} MiB" + (" shared with the CPU" if gpu.get("memory") else "")
+        lines.append((f"GPU {gpu['index']}", f"{gpu['name']}, {memory}, driver {gpu['driver']}"))
     if not info["gpus"]:
         lines.append(("GPU", "none (no NVIDIA driver found)"))
     lines += [("Python", info["python"]), ("numpy", f"{info['numpy']} (BLAS: {info['blas']})")]
     lines += [(name, ver) for name, ver in info["libraries"].items() if ver]
     lines += [(k, v if v is not None else "(unset)") for k, v in info["thread_env"].items()]
-    peak = info.get("peak_matmul")
-    if peak:
-        lines.append(("fp32 matmul peak", f"{peak['gflops']:.1f} GFLOP/s (numpy, {peak['threads']} threads, "
-                                          f"measured {peak['measured_at'][:16]})"))
+    origin = info.get("torch_origin") or {}
+    if origin.get("version"):
+        lines.append(("torch from", f"{origin.get('installer') or 'not installed by scripts/ensure-venv.sh'} ({origin.get('location')})"))
+    lines.append(("Packages", f"{len(info.get('packages') or [])} in this environment (`bench sysinfo --json` lists them)"))
+    if info.get("cpu_dtype_flags"):
+        lines.append(("CPU data-type flags", " ".join(info["cpu_dtype_flags"])))
+    lines += peak.format_peaks(info.get("peak_matmul") or {})
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
-
-
-def measure_matmul_peak(n: int = 2048, seconds: float = 3.0) -> dict[str, Any]:
-    """This machine's float32 matmul throughput through numpy's BLAS (GFLOP/s), best of
-    repeated n x n products after one warm-up: the yardstick for "what fraction of the
-    machine did a framework use"."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # warm-up: thread pool start, page faults
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    reps = 0
-    while reps < 3 or time.perf_counter() < deadline:
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-        reps += 1
-    threads = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        threads = next((p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"), None)
-    except Exception:
-        pass
-    return {"peak_matmul_gflops": 2 * n**3 / best / 1e9, "peak_matmul_n": n, "peak_matmul_threads": threads}
-
-
-def peak_cache_path() -> Path:
-    """Where `bench sysinfo --peak` keeps its measurement, one entry per machine id."""
-    return bench_cache_dir() / "matmul-peak.json"
-
-
-def cached_peak(machine_id: str) -> dict[str, Any] | None:
-    try:
-        entry = json.loads(peak_cache_path().read_text()).get(machine_id)
-    except (OSError, ValueError, AttributeError):
-        return None
-    return entry if isinstance(entry, dict) and isinstance(entry.get("gflops"), (int, float)) else None
-
-
-def save_peak(machine_id: str, measured: dict[str, Any]) -> dict[str, Any]:
-    """Record a measurement for later runs on this machine; returns the entry. Never raises
-    for an unwritable cache (the measurement is printed either way)."""
-    from datetime import datetime, timezone
-
-    from harness.schema.io import atomic_write_bytes
-
-    entry = {"gflops": round(measured["peak_matmul_gflops"], 2), "threads": measured["peak_matmul_threads"],
-             "n": measured["peak_matmul_n"], "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path = peak_cache_path()
-    try:
-        try:
-            table = json.loads(path.read_text())
-            table = table if isinstance(table, dict) else {}
-        except (OSError, ValueError):
-            table = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps(table | {machine_id: entry}, indent=2).encode())
-    except OSError:
-        pass
-    return entry

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 from harness.config import identity_settings
 from harness.cache import json_sha256
 from harness.errors import BenchError
+from harness.measure.peak import peak_for
 from harness.report.table import FORMATS, format_table  # noqa: F401  (re-exported)
 from harness.schema import COMPLETED, EPOCH_OK, InferFolder, RunFolder, find_runs, read_infer, read_run, split_by_kind
 
@@ -129,12 +130,15 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
         rec[col] = _median_range(steady.get(col))[0]
     rec["warmup_epoch_time_s"] = _first(ok.loc[ok["epoch"] == first_epoch, "epoch_time_s"]) if len(ok) else None
     rec["train_gflops_per_s"] = _median_range(steady.get("train_gflops_per_s"))[0]
-    # share of this machine's fp32 matmul peak (`bench sysinfo --peak`, CPU runs only)
-    peak = (machine.get("peak_matmul") or {}).get("gflops")
-    on_cpu = str(rec["device"]).startswith("cpu")
-    rec["peak_gflops"] = _num(peak) if on_cpu and peak else None
+    # share of this machine's matmul peak for the run's device, backend and data type
+    # (`bench sysinfo --peak`; float32 until precision is a run setting)
+    peak = peak_for(machine.get("peak_matmul"), device=str(rec["device"]), backend=str(rec["backend"]))
+    rec["peak_gflops"] = _num(peak["gflops"]) if peak else None
     rec["peak_pct"] = (100 * rec["train_gflops_per_s"] / rec["peak_gflops"]
                        if rec["peak_gflops"] and rec["train_gflops_per_s"] is not None else None)
+    # energy where the machine's meters were readable (harness/measure/energy.py)
+    rec["energy_j"] = _median_range(steady.get("energy_j"))[0]
+    rec["images_per_j"] = _median_range(steady.get("images_per_j"))[0]
     train_time = _sum(steady.get("train_time_s"))
     rec["data_wait_pct"] = 100 * _sum(steady.get("data_wait_s")) / train_time if train_time else None
     epoch_time, harness = _sum(steady.get("epoch_time_s")), _values(steady.get("harness_s"))
@@ -263,7 +267,8 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for col in ("cpu_util_mean_pct", "process_cpu_pct", "gpu_util_mean_pct", "train_gflops_per_s", "peak_pct"):
         g[col] = _mean([r[col] for r in runs])
     g["peak_gflops"] = first["peak_gflops"]
-    for col in ("data_wait_pct", "harness_pct", "train_time_s", "eval_time_s", "data_wait_s", "warmup_epoch_time_s"):
+    for col in ("data_wait_pct", "harness_pct", "train_time_s", "eval_time_s", "data_wait_s", "warmup_epoch_time_s",
+                "energy_j", "images_per_j"):
         g[col] = _med([r[col] for r in runs])
     for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct", "rss_growth_pct"):
         g[col] = _max([r[col] for r in runs])

@@ -1,8 +1,10 @@
 """The report's Environment and How-to-reproduce sections, from what run.json recorded.
 
 One table per machine (same ``machine_id``), as a hand-written write-up would give it: the
-hardware, the OS, Python and library versions, and the thread settings that decide CPU
-speed. Where the runs on one machine recorded different values (a library upgraded between
+hardware (on a Jetson the board, L4T / JetPack release, power mode, and that its GPU shares
+system RAM), the distribution and OS, Python and library versions, where torch came from, the
+energy meters read, and the thread settings that decide CPU speed; the appendix lists every
+package of each machine's environment. Where the runs on one machine recorded different values (a library upgraded between
 runs) every value is shown, separated by " / ".
 """
 from __future__ import annotations
@@ -30,8 +32,57 @@ def _gpus(meta: dict[str, Any]) -> str:
     gpus = meta["machine"].get("gpus") or []
     if not gpus:
         return "none"
-    return "; ".join(f"{g.get('index', i)}: {g.get('name', '?')}, {g.get('memory_total_mb', '?')} MiB, "
-                     f"driver {g.get('driver', '?')}" for i, g in enumerate(gpus))
+    # an integrated GPU (Jetson) records "memory": the note that it shares system RAM
+    return "; ".join(f"{g.get('index', i)}: {g.get('name', '?')}, {g.get('memory_total_mb', '?')} MiB"
+                     f"{' (' + g['memory'] + ')' if g.get('memory') else ''}, driver {g.get('driver', '?')}"
+                     for i, g in enumerate(gpus))
+
+
+def _distribution(meta: dict[str, Any]) -> str | None:
+    d = meta["machine"].get("distribution") or {}
+    return d.get("pretty") or " ".join(x for x in (d.get("name"), d.get("version")) if x) or None
+
+
+def _board(meta: dict[str, Any], key: str) -> Any:
+    board = meta["machine"].get("board") or {}
+    if key == "power_mode" and board.get("l4t"):
+        mode = board.get("power_mode")
+        return f"{mode['name']} (nvpmodel mode {mode['id']})" if mode else f"not read: {board.get('power_mode_why')}"
+    if key == "jetpack" and board.get("l4t"):
+        return board.get("jetpack") or f"not known for L4T {board['l4t']} (harness/measure/board.py table)"
+    return board.get(key)
+
+
+def _torch_origin(meta: dict[str, Any]) -> str | None:
+    o = meta["machine"].get("torch_origin") or {}
+    if not o.get("version"):
+        return None
+    where = "outside the venv (the platform's own build)" if o.get("inside_venv") is False else "in the venv"
+    return f"{o.get('installer') or 'not recorded by scripts/ensure-venv.sh'}; torch {o['version']} {where}"
+
+
+def _energy(meta: dict[str, Any]) -> str | None:
+    e = meta.get("energy")
+    if not e:
+        return None
+    if not e.get("available"):
+        return f"none measured: {e.get('why')}"
+    domains = ", ".join(f"{name} ({d['method']}{', in total' if d.get('in_total') else ''})"
+                        for name, d in (e.get("domains") or {}).items())
+    idle = (e.get("idle_baseline_w") or {}).get("total")
+    idle_text = f"; idle baseline {idle:.1f} W over {e.get('idle_baseline_s')} s before the run" if idle is not None else ""
+    return f"{', '.join(e.get('sources') or [])}: {domains}{idle_text}"
+
+
+def _gpu_clock(run: RunFolder) -> str | None:
+    """Mean and range of the sampled GPU clock during training (util.csv), where sampled."""
+    util = run.util
+    if util is None or "gpu0_freq_mhz" not in util.columns:
+        return None
+    train = util[util["phase"] == "train"]["gpu0_freq_mhz"].dropna()
+    if train.empty:
+        return None
+    return f"{train.mean():.0f} MHz mean ({train.min():.0f}-{train.max():.0f}) while training"
 
 
 def _thread_env(meta: dict[str, Any]) -> str:
@@ -62,6 +113,9 @@ def environment_tables(runs: list[RunFolder]) -> list[tuple[str, list[list[str]]
     tables = []
     for mruns in machines.values():
         rows = [[name, value] for name, get in _MACHINE_FIELDS if (value := _values(mruns, get))]
+        clocks = " / ".join(dict.fromkeys(c for r in mruns if (c := _gpu_clock(r))))
+        if clocks:
+            rows.append(["GPU clock (sampled)", clocks])
         for b in dict.fromkeys(_backend(r.meta) for r in mruns):
             of_b = [r for r in mruns if _backend(r.meta) == b]
             rows += [[f"{b}: {name}", value] for name, get in _BACKEND_FIELDS if (value := _values(of_b, get))]
@@ -74,6 +128,11 @@ def environment_tables(runs: list[RunFolder]) -> list[tuple[str, list[list[str]]
 _MACHINE_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("Hostname", lambda m: m["machine"]["hostname"]),
     ("Machine id", lambda m: m["machine"]["machine_id"]),
+    ("Board", lambda m: _board(m, "model")),
+    ("L4T release", lambda m: _board(m, "l4t")),
+    ("JetPack", lambda m: _board(m, "jetpack")),
+    ("Power mode", lambda m: _board(m, "power_mode")),
+    ("Distribution", _distribution),
     ("OS", lambda m: m["machine"]["os"]),
     ("CPU", lambda m: m["machine"]["cpu_model"]),
     ("Cores (physical / logical)", lambda m: f"{m['machine'].get('cpu_physical_cores', '?')} / "
@@ -84,6 +143,8 @@ _MACHINE_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("NumPy", lambda m: m["machine"]["numpy"]),
     ("BLAS", lambda m: m["machine"]["blas"]),
     ("Libraries", lambda m: _pairs(m["machine"].get("libraries"))),
+    ("torch installed from", _torch_origin),
+    ("Energy meters", _energy),
 ]
 _BACKEND_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("versions", lambda m: _pairs(m["backend"]["versions"])),
@@ -96,6 +157,18 @@ _THREAD_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("Thread environment", _thread_env),
     ("bench version", lambda m: m["bench_version"]),
 ]
+
+
+def package_lists(runs: list[RunFolder]) -> list[tuple[str, str]]:
+    """[(machine, "name==version" lines)] for the report's appendix: the Python environment
+    each machine's runs recorded (the union where runs on one machine differ)."""
+    by_machine: dict[str, list[str]] = {}
+    for run in runs:
+        listed = (run.meta.get("machine") or {}).get("packages") or []
+        if listed:
+            seen = by_machine.setdefault(machine_label(run.meta.get("machine") or {}), [])
+            seen += [p for p in listed if p not in seen]
+    return [(label, "\n".join(sorted(lines, key=str.lower)) + "\n") for label, lines in by_machine.items()]
 
 
 def _backend(meta: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from harness import __version__
 from harness.errors import BenchError
 from harness.report.compare import compare_runs, machine_label, scaling_rows
-from harness.report.environment import environment_tables, reproduce_commands
+from harness.report.environment import environment_tables, package_lists, reproduce_commands
 from harness.report.figures import FigureFile, make_figures
 from harness.report.inference import (INFERENCE_CAPTION, inference_figure, infer_cells, infer_note,
                                       infer_observations, infer_records)
@@ -107,6 +107,13 @@ def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, t
                       str((f.meta.get("source") or {}).get("run_id")), str((f.meta.get("source") or {}).get("trained_with")),
                       str(f.meta.get("status")), f"`{f.path}`"] for f in infers],
                     [False] * 7)]
+    packages = package_lists(everything)
+    if packages:
+        blocks += [("h", 2, "Appendix: Python packages"),
+                   ("p", "Every package of the Python environment the runs used (`name==version`, as `pip freeze` "
+                         "lists them), per machine.")]
+        for label, text in packages:
+            blocks += [("h", 3, label), ("code", text)]
     return blocks, figures
 
 

@@ -21,7 +21,11 @@ NOTE = ("Speeds are medians over the epochs after the first (warm-up); the range
         "min–max over those epochs for one run, or across the runs' medians for several. "
         "Accuracy: top-1 on the test set. CPU/GPU %: mean utilisation while training; "
         "RSS/GPU MiB: peak memory. GFLOP/s: training FLOPs per second (3 x forward per image).")
-PEAK_NOTE = " % peak: of this machine's fp32 matmul peak, measured by `bench sysinfo --peak`."
+PEAK_NOTE = (" % peak: of this machine's float32 matmul peak for the run's backend and device, measured by "
+             "`bench sysinfo --peak`.")
+ENERGY_NOTE = (" J/epoch: energy the machine's meters measured over an epoch (training + evaluation, the "
+               "whole machine including its idle draw; run.json 'energy' names the meters); img/J: training "
+               "images per joule of the training pass.")
 BASELINE_NOTE = ("speed-up: training images/s over the {base} row of the same configuration; "
                  "Δacc pp: best test accuracy minus its, in percentage points (same epochs only).")
 # Text tables move these into a caption line when every row has the same value.
@@ -116,6 +120,8 @@ def _columns(rows: list[dict[str, Any]]) -> list[Column]:
         Column("GPU %", lambda g: num(g.get("gpu_util_mean_pct"))),
         Column("RSS MiB", lambda g: num(g.get("rss_peak_mb"))),
         Column("GPU MiB", lambda g: num(g.get("gpu_mem_peak_mb"))),
+        Column("J/epoch", lambda g: num(g.get("energy_j"))),
+        Column("img/J", lambda g: num(g.get("images_per_j"))),
     ]
     if any("speedup" in g for g in rows):
         cols += [Column("speed-up", lambda g: "" if g.get("speedup") is None else f"{g['speedup']:.2f}x", always=True),
@@ -145,6 +151,7 @@ def public_fields(g: dict[str, Any]) -> dict[str, Any]:
 def notes(rows: list[dict[str, Any]]) -> str:
     base = next((g["baseline"] for g in rows if g.get("baseline")), None)
     peak = PEAK_NOTE if any(g.get("peak_pct") is not None for g in rows) else ""
+    peak += ENERGY_NOTE if any(g.get("energy_j") is not None for g in rows) else ""
     return NOTE + peak + ("\n" + BASELINE_NOTE.format(base=base) if base else "")
 
 

@@ -21,10 +21,10 @@ A figure that does not apply (no GPU) is left empty, never written as 0.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 # Columns added after version 1: folders of older versions lack them and read as empty.
-ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2}
+ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2, "energy_j": 3, "train_energy_j": 3, "images_per_j": 3}
 
 RUN_JSON = "run.json"
 EPOCHS_CSV = "epochs.csv"
@@ -70,14 +70,19 @@ EPOCH_COLUMNS: dict[str, str] = {
                    "distributed run)",
     "gpu_util_mean_pct": "GPU utilisation of the run's device, mean (0-100; empty without GPU)",
     "gpu_util_max_pct": "GPU utilisation, max (0-100; empty without GPU)",
-    "gpu_mem_peak_mb": "GPU memory used on the run's device, peak (MiB; empty without GPU)",
+    "gpu_mem_peak_mb": "GPU memory used on the run's device, peak (MiB; empty without GPU; on an integrated "
+                       "GPU such as a Jetson's, the system RAM in use, which the GPU shares with the CPU)",
+    "energy_j": "energy the machine's meters measured from the start of training to the end of evaluation "
+                "(J; run.json 'energy' names the meters and domains; empty where none is readable)",
+    "train_energy_j": "energy measured during the training pass (J; empty where no meter is readable)",
+    "images_per_j": "training images / train_energy_j (empty where no meter is readable)",
     "elapsed_s": "wall time since the run started, at the end of this epoch (s); excludes time "
     "between an interruption and its --resume",
     "status": "ok, or interrupted/diverged on the row where the run stopped",
 }
 
-# Fixed util.csv columns; per-core "cpu{i}_pct" and per-GPU "gpu{i}_util_pct",
-# "gpu{i}_mem_mb", "gpu{i}_power_w" follow them.
+# Fixed util.csv columns; per-core "cpu{i}_pct", per-GPU UTIL_GPU_COLUMNS and, where an energy
+# meter is readable, UTIL_ENERGY_COLUMNS follow them.
 UTIL_BASE_COLUMNS: dict[str, str] = {
     "timestamp": "Unix time of the sample (s)",
     "elapsed_s": "time since the run started (s)",
@@ -90,13 +95,25 @@ UTIL_BASE_COLUMNS: dict[str, str] = {
 }
 
 
-def util_columns(n_cores: int, n_gpus: int) -> list[str]:
-    """util.csv's columns on a machine with ``n_cores`` logical cores and ``n_gpus`` GPUs sampled."""
+UTIL_GPU_COLUMNS: dict[str, str] = {
+    "gpu{i}_util_pct": "GPU i utilisation (0-100; NVML, or a Jetson's devfreq load / tegrastats GR3D_FREQ)",
+    "gpu{i}_mem_mb": "GPU i memory used (MiB; on a Jetson the system RAM in use, shared with the CPU)",
+    "gpu{i}_power_w": "GPU i power (W, NVML; empty on a Jetson, whose rails are not the GPU's alone)",
+    "gpu{i}_freq_mhz": "GPU i graphics clock (MHz; NVML, or a Jetson's devfreq cur_freq)",
+}
+UTIL_ENERGY_COLUMNS: dict[str, str] = {
+    "power_w": "machine power since the previous sample, from the energy meters' total (W)",
+}
+
+
+def util_columns(n_cores: int, n_gpus: int, *, energy: bool = False) -> list[str]:
+    """util.csv's columns on a machine with ``n_cores`` logical cores and ``n_gpus`` GPUs sampled
+    (``energy``: a meter is readable, so the power column follows)."""
     cols = list(UTIL_BASE_COLUMNS)
     cols += [f"cpu{i}_pct" for i in range(n_cores)]
     for i in range(n_gpus):
-        cols += [f"gpu{i}_util_pct", f"gpu{i}_mem_mb", f"gpu{i}_power_w"]
-    return cols
+        cols += [c.format(i=i) for c in UTIL_GPU_COLUMNS]
+    return cols + (list(UTIL_ENERGY_COLUMNS) if energy else [])
 
 
 # --- inference runs (`bench infer`) ----------------------------------------------------------

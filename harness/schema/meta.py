@@ -95,6 +95,9 @@ class RunMeta(TypedDict, total=False):
     epochs_completed: int
     resumes: list[dict[str, Any]]
     distributed: DistributedSection
+    # the energy meters read (harness/measure/energy.py EnergyMeter.describe): sources, domains with
+    # their method (counter/sampled), idle baseline, or ``available: false`` and why
+    energy: dict[str, Any] | None
     # inference runs
     source: dict[str, Any]
     timing: dict[str, Any]
@@ -144,7 +147,7 @@ _JSON_NAMES = {dict: "an object", list: "a list", int: "an integer", str: "a str
 _TYPES: dict[str, type] = {
     "schema_version": int, "kind": str, "run_id": str, "status": str, "command": str,
     "settings": dict, "machine": dict, "threads": dict, "backend": dict, "model": dict, "dataset": dict,
-    "distributed": dict, "source": dict, "resumes": list, "epochs_completed": int, "repeat_index": int,
+    "distributed": dict, "energy": dict, "source": dict, "resumes": list, "epochs_completed": int, "repeat_index": int,
     "world_size": int,
 }
 
