@@ -17,6 +17,7 @@ ROW_REDUCTIONS = {
     "cpu_util_mean_pct, gpu_util_mean_pct": "mean over ranks",
     "cpu_util_max_pct, gpu_util_max_pct, gpu_mem_peak_mb": "max over ranks (gpu_mem_peak_mb: the fullest GPU)",
     "process_cpu_pct, rss_peak_mb": "sum over ranks (the whole job's CPU use and memory)",
+    "energy_j, train_energy_j": "rank 0's (the meters of rank 0's machine; other ranks do not read energy)",
     "epoch_time_s, elapsed_s": "rank 0's clock",
 }
 
@@ -69,6 +70,9 @@ def combine_epoch(parts: Sequence[Mapping[str, Any]]) -> tuple[TrainStats, float
         "gpu_util_mean_pct": reduce("gpu_util_mean_pct", lambda xs: sum(xs) / len(xs)),
         "gpu_util_max_pct": reduce("gpu_util_max_pct", max),
         "gpu_mem_peak_mb": reduce("gpu_mem_peak_mb", max),
+        # energy is read by rank 0 alone (the meters measure a whole machine, not a rank)
+        "energy_j": reduce("energy_j", sum),
+        "train_energy_j": reduce("train_energy_j", sum),
     }
     if len(parts) == 1:  # an ordinary run's row is exactly what its monitor measured
         util = dict(utils[0])

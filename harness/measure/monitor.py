@@ -178,6 +178,7 @@ class Monitor:
         self._idle_baseline_s = idle_baseline_s
         self._marks: dict[str, dict[str, float]] = {}  # energy snapshot at each phase start
         self._energy_last: dict[str, float] | None = None
+        self._energy_last_t = 0.0
         self._n_cores = psutil.cpu_count(logical=True) or 1
         self._writer: CsvAppender | None = None
         self.samples = 0
@@ -190,7 +191,7 @@ class Monitor:
             self._writer = CsvAppender(self.path, cols, durable=False)
         if self._energy_on:
             self._meter.measure_idle(self._idle_baseline_s)  # type: ignore[union-attr]
-            self._energy_last = self._meter.poll()  # type: ignore[union-attr]
+            self._energy_last_t, self._energy_last = time.perf_counter(), self._meter.poll()  # type: ignore[union-attr]
         # The readings each sample is measured from (see busy_pct).
         self._last_cpu = psutil.cpu_times(percpu=True)
         self._last_proc = self._process_cpu_s()
@@ -300,9 +301,11 @@ class Monitor:
             row.update({f"gpu{i}_util_pct": util, f"gpu{i}_mem_mb": mem, f"gpu{i}_power_w": power,
                         f"gpu{i}_freq_mhz": freq})
         if self._energy_on and self._energy_last is not None:
-            energy = self._meter.poll()  # type: ignore[union-attr]
-            row["power_w"] = round((energy["total"] - self._energy_last["total"]) / dt, 2)
-            self._energy_last = energy
+            # over the meter's own interval (the psutil reads above take time of their own)
+            t_energy, energy = time.perf_counter(), self._meter.poll()  # type: ignore[union-attr]
+            if t_energy > self._energy_last_t:
+                row["power_w"] = round((energy["total"] - self._energy_last["total"]) / (t_energy - self._energy_last_t), 2)
+            self._energy_last, self._energy_last_t = energy, t_energy
         self.samples += 1
         if self.phase == "train":
             self._agg.cpu.append((overall, dt))

@@ -42,6 +42,7 @@ def epoch_row(base: Mapping[str, Any], epoch: int, lr: float, train: TrainStats,
         "train_images_per_s": train.count / train_time if train_time > 0 else None,
         "eval_images_per_s": test.count / eval_time if eval_time > 0 else None,
         "train_gflops_per_s": flops_per_image * train.count / train_time / 1e9 if train_time > 0 else None,
+        "images_per_j": train.count / util["train_energy_j"] if util.get("train_energy_j") else None,
         "status": R.EPOCH_OK,
     }
 
@@ -138,6 +139,8 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
         with StopOnSigterm(), Monitor(relay.monitor_path, interval_s=config.sample_interval_s,
                                       gpu_index=_gpu_index(dist.rank_config(config).device),
                                       rank=dist.rank, start_time=start, elapsed_offset_s=elapsed_offset) as monitor:
+            if files is not None:
+                meta["energy"] = monitor.energy_info()
             for epoch in range(first_epoch, config.epochs + 1):
                 done = epochs.run(epoch, monitor)
                 relay.exchange()
