@@ -3,6 +3,7 @@ read from trees in the real formats (tests/sysfs_trees.py cites where each comes
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,28 @@ def test_package_list_has_this_environment_with_versions() -> None:
     assert f"psutil=={importlib.metadata.version('psutil')}" in listed
     names = [p.split("==")[0].lower() for p in listed]
     assert names == sorted(names) and len(names) == len(set(names))
+
+
+def test_tegrastats_reader_keeps_the_latest_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader runs `tegrastats --interval MS` and parses its stdout; here a script on PATH
+    prints lines in the real format (the tool itself exists only on L4T)."""
+    import time
+
+    from harness.measure.tegra import TegrastatsReader
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "tegrastats").write_text("#!/bin/sh\n[ \"$1\" = --interval ] || exit 2\n"
+                                     f"while true; do echo '{TEGRASTATS_ORIN_NANO_JP6}'; sleep 0.05; done\n")
+    (fake / "tegrastats").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    reader = TegrastatsReader.start(interval_ms=50)
+    assert reader is not None
+    try:
+        deadline = time.monotonic() + 10
+        while reader.latest is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert reader.latest is not None and reader.latest.gpu_util_pct == 87.0
+    finally:
+        reader.stop()
+    assert reader._proc.poll() is not None
