@@ -130,3 +130,16 @@ def test_jetpack4_iio_rails_read_power_directly(tmp_path: Path) -> None:
     idle = meter.measure_idle(0.2, step_s=0.05)
     assert idle is not None and idle["POM_5V_IN"] == pytest.approx(3.1, rel=0.05)
     assert [d.name for d in meter.domains if d.in_total] == ["POM_5V_IN"]
+
+
+@pytest.mark.gpu
+def test_nvml_energy_on_a_real_gpu(tmp_path: Path) -> None:
+    """On an NVIDIA GPU: the driver's energy counter (Volta and later) or its power sampled;
+    an idle GPU draws tens of watts, so a second of it is well above zero."""
+    meter = EnergyMeter.open(tmp_path, nvml=True)  # empty tree: NVML alone
+    gpu = [d for d in meter.domains if d.name.startswith("gpu")]
+    if not gpu:
+        pytest.skip(f"no NVIDIA GPU readable here ({'; '.join(meter.unavailable) or 'no driver'})")
+    idle = meter.measure_idle(1.0)
+    assert idle is not None and idle["gpu0"] > 1.0 and gpu[0].method in (COUNTER, SAMPLED)
+    meter.close()
