@@ -139,7 +139,8 @@ def test_nvml_energy_on_a_real_gpu(tmp_path: Path) -> None:
     meter = EnergyMeter.open(tmp_path, nvml=True)  # empty tree: NVML alone
     gpu = [d for d in meter.domains if d.name.startswith("gpu")]
     if not gpu:
-        pytest.skip(f"no NVIDIA GPU readable here ({'; '.join(meter.unavailable) or 'no driver'})")
+        why = [u for u in meter.unavailable if u.startswith("NVML")]
+        pytest.skip(f"no NVIDIA GPU readable here ({'; '.join(why) or 'no NVIDIA driver'})")
     idle = meter.measure_idle(1.0)
     assert idle is not None and idle["gpu0"] > 1.0 and gpu[0].method in (COUNTER, SAMPLED)
     meter.close()
