@@ -5,8 +5,8 @@ psutil, the GPUs (NVML when there is an NVIDIA driver; on a Jetson, which has no
 Tegra devfreq files or tegrastats of ``harness/measure/tegra.py``) and the energy meters of
 ``harness/measure/energy.py``, appends one row to util.csv and folds the sample into the
 current epoch's aggregates. Energy is read on rank 0 only (ranks of one job share a machine's
-meters, and counting them per rank would count the machine once per rank). Each sample costs well under a millisecond
-of one core, i.e. < 0.1 % of a 2-core machine at 2 samples/s; the thread sleeps in
+meters; counting them per rank would count the machine once per rank). Each sample costs
+well under a millisecond of one core, i.e. < 0.1 % of a 2-core machine at 2 samples/s; the thread sleeps in
 ``Event.wait`` the rest of the time, so it does not compete with the training threads.
 util.csv rows are flushed per sample (an OS write, no fsync) and fsync'd at epoch ends.
 """
