@@ -68,14 +68,16 @@ def test_jetson_tree_fills_the_gpu_columns_and_energy(tmp_path, monkeypatch):
     with Monitor(path, interval_s=0.1, gpu_index=0, idle_baseline_s=0.2) as monitor:
         if not isinstance(monitor._gpus, _Tegra):
             pytest.skip("this machine has NVIDIA GPUs: NVML takes precedence over a Tegra tree")
+        t0 = time.perf_counter()
         monitor.set_phase(1, "train")
         time.sleep(0.5)
         monitor.set_phase(1, "eval")
+        train_s = time.perf_counter() - t0
         time.sleep(0.2)
         agg = monitor.take_epoch()
         info = monitor.energy_info()
-    assert agg["gpu_util_mean_pct"] == 87.3 and agg["gpu_mem_peak_mb"] == round((7802532 - 5383964) / 1024, 1)
-    assert abs(agg["train_energy_j"] - 6.0 * 0.5) < 0.6 and agg["energy_j"] > agg["train_energy_j"]
+    assert agg["gpu_util_mean_pct"] == pytest.approx(87.3) and agg["gpu_mem_peak_mb"] == round((7802532 - 5383964) / 1024, 1)
+    assert agg["train_energy_j"] == pytest.approx(6.0 * train_s, rel=0.1) and agg["energy_j"] > agg["train_energy_j"]
     assert info["available"] and info["sources"] == ["ina3221"] and abs(info["idle_baseline_w"]["total"] - 6.0) < 0.1
     rows = pd.read_csv(path)
     assert (rows["gpu0_util_pct"] == 87.3).all() and (rows["gpu0_freq_mhz"] == 624.75).all()
