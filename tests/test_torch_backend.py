@@ -162,3 +162,18 @@ def test_configure_reports_threads() -> None:
         assert settings["torch_num_threads"] == 1 and settings["device"] == "cpu"
     finally:
         torch.set_num_threads(before)
+
+
+def test_cuda_on_an_aarch64_cpu_build_names_the_platform_torch(monkeypatch):
+    """On a Jetson with the registry's aarch64 wheel (a build without CUDA), --device cuda is
+    refused in one line that names the fix (BENCH_TORCH=system). The platform is simulated:
+    this machine is x86-64 and its torch has CUDA compiled in."""
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BenchError) as err:
+        TorchBackend().configure(device="cuda", threads=None, seed=0)
+    message = str(err.value)
+    assert "\n" not in message and "has no CUDA support" in message and "BENCH_TORCH=system" in message

@@ -11,6 +11,7 @@ Timing and accounting: :func:`harness.backend.run_pass` (shared by every backend
 from __future__ import annotations
 
 import dataclasses
+import platform
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
@@ -36,9 +37,12 @@ CHANNELS_LAST = {"cpu": True, "cuda": True}
 
 
 def _cuda_unavailable_reason() -> str:
+    # On aarch64 (a Jetson) the registry's wheel is a CPU / server-GPU build: the fix is the
+    # platform's own torch, which scripts/ensure-venv.sh uses with BENCH_TORCH=system.
+    fix = ("use the platform's torch (on a Jetson, NVIDIA's JetPack wheel) with BENCH_TORCH=system ./run.sh, "
+           "see README 'Orin Nano / Jetson'" if platform.machine() == "aarch64" else "install a CUDA wheel of torch")
     if torch.version.cuda is None:
-        return (f"this torch build ({torch.__version__}) has no CUDA support: "
-                "install a CUDA wheel of torch")
+        return f"this torch build ({torch.__version__}) has no CUDA support: {fix}"
     return "torch.cuda.is_available() is False: no NVIDIA driver/GPU visible on this machine"
 
 
