@@ -160,6 +160,12 @@ def test_combined_row_sums_counts_and_takes_the_slowest_rank():
     assert test.top5_accuracy == 1.0 and test.correct == 2
     assert util["cpu_util_mean_pct"] == 60.0 and util["cpu_util_max_pct"] == 80.0
     assert util["process_cpu_pct"] == 180.0 and util["rss_peak_mb"] == 200.0 and util["gpu_util_mean_pct"] is None
+    # energy: read by rank 0 alone (its machine's meters); the row carries rank 0's joules
+    rank0, rank1 = part(10.0, 16, 2.0, 50.0), part(6.0, 16, 3.0, 70.0)
+    rank0["util"] |= {"energy_j": 120.0, "train_energy_j": 100.0}
+    rank1["util"] |= {"energy_j": None, "train_energy_j": None}
+    util = D.combine_epoch([rank0, rank1])[4]
+    assert (util["energy_j"], util["train_energy_j"]) == (120.0, 100.0)
     one = part(10.0, 16, 2.0, 50.0)  # one process: its own figures, untouched
     assert D.combine_epoch([one])[4] == one["util"] and D.combine_epoch([one])[0].loss == 10.0 / 16
 
