@@ -56,7 +56,7 @@ def packages() -> list[str]:
     (what ``pip freeze`` lists, without running pip)."""
     seen: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"]  # None for a distribution without metadata (a broken install)
         if name and name.lower() not in seen:
             seen[name.lower()] = f"{name}=={dist.version}"
     return [seen[k] for k in sorted(seen)]
