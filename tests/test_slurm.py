@@ -1,0 +1,61 @@
+"""SLURM on this machine (tests/slurm_local.py starts a real one-node cluster): the cluster
+itself, the rank variables `bench run` reads under srun, and real `bench` jobs submitted with
+`bench launch --slurm` for torch and for chainer. Skips, saying why, where SLURM cannot run."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.slurm_local import LocalSlurm, slurm  # noqa: F401  (the fixture)
+
+MPI_HELLO = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "
+             "print('rank', c.Get_rank(), 'of', c.Get_size(), 'sum', c.allreduce(c.Get_rank() + 1), flush=True)")
+
+
+def _mpi_missing() -> str | None:
+    if shutil.which("mpiexec") is None:
+        return "mpiexec not found (scripts/ensure-mpi.sh installs Open MPI where it can: root + apt-get)"
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed in this venv (scripts/ensure-mpi.sh installs it)"
+    return None
+
+
+def _ok(proc, cluster: LocalSlurm) -> str:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{cluster.logs()}"
+    return proc.stdout
+
+
+def test_srun_gives_each_task_its_slurm_rank(slurm):
+    out = _ok(slurm.run("srun", "-N1", "-n2", "bash", "-c",
+                        "echo $SLURM_PROCID $SLURM_NTASKS $SLURM_LOCALID $SLURM_NODEID $SLURM_JOB_NODELIST"), slurm)
+    rows = sorted(line.split() for line in out.splitlines())
+    assert [r[:4] for r in rows] == [["0", "2", "0", "0"], ["1", "2", "1", "0"]]
+    assert rows[0][4] == rows[1][4] != ""  # the node list: this machine's hostname
+
+
+def test_sbatch_job_with_two_tasks_per_node_runs(slurm, tmp_path):
+    out_file = tmp_path / "job.out"
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --ntasks-per-node=2\n"
+                      f"#SBATCH --output={out_file}\nsrun bash -c 'echo task $SLURM_PROCID of $SLURM_NTASKS'\n")
+    _ok(slurm.run("sbatch", "--wait", str(script)), slurm)
+    assert sorted(out_file.read_text().splitlines()) == ["task 0 of 2", "task 1 of 2"]
+
+
+@pytest.mark.parametrize("how", ["mpiexec", "srun-pmix"])
+def test_mpi_in_an_allocation_starts_two_ranks(slurm, how):
+    if (why := _mpi_missing()) is not None:
+        pytest.skip(why)
+    hello = [sys.executable, "-c", MPI_HELLO]
+    if how == "mpiexec":  # Open MPI reads the allocation from SLURM_* and starts its daemons with srun
+        argv = ["salloc", "-N1", "-n2", "mpiexec", "--allow-run-as-root", *hello]
+    else:
+        argv = ["srun", "--mpi=pmix", "-N1", "-n2", *hello]
+    out = _ok(slurm.run(*argv), slurm)
+    assert sorted(line for line in out.splitlines() if line.startswith("rank")) == \
+        ["rank 0 of 2 sum 3", "rank 1 of 2 sum 3"]
