@@ -74,6 +74,8 @@ def write_synthetic_run(
     epochs: int = 5,
     batch_size: int = 128,
     world_size: int = 1,
+    nodes: int = 1,
+    communicator: str | None = None,
     seed: int = 0,
     repeat_index: int = 0,
     images_per_s: float = 300.0,
@@ -90,6 +92,8 @@ def write_synthetic_run(
     """Write one run folder (run.json, epochs.csv, util.csv) and return its path.
 
     ``status`` other than completed ends the run at its last epoch with that row status.
+    ``world_size`` > 1 adds run.json's "distributed" section: ``nodes`` x world_size/nodes
+    processes joined by ``communicator`` (gloo for torch, naive (MPI) for chainer by default).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +132,8 @@ def write_synthetic_run(
         seed=seed, group=config.identity_key(), repeat_index=repeat_index, world_size=world_size,
         target_acc=target_acc, time_to_target_s=time_to_target, epochs_completed=sum(r["status"] == EPOCH_OK for r in rows),
         resumes=[],
-        **({"distributed": _distributed_section(world_size, batch_size)} if world_size > 1 else {}),
+        **({"distributed": _distributed_section(world_size, batch_size, backend, nodes, communicator)}
+           if world_size > 1 else {}),
     )
     meta.update(status=status, ended_at=started_at)  # what runner.finish sets
     write_json(folder / RUN_JSON, meta)
@@ -208,11 +213,21 @@ def _samples(rng, start, row, cpu_pct, n_cores, n_gpus, sample_s):
     return out
 
 
-def _distributed_section(world_size: int, batch_size: int) -> R.DistributedSection:
-    """The keys harness.distributed.Dist.run_meta writes (ranks on one host)."""
-    return {"launcher": "torchrun", "communicator": "gloo", "world_size": world_size,
-            "global_batch_size": batch_size, "per_rank_batch_size": batch_size // world_size,
-            "hosts": ["laptop"], "ranks": [{"rank": r, "hostname": "laptop"} for r in range(world_size)],
+def _distributed_section(world_size: int, batch_size: int, backend: str = "torch", nodes: int = 1,
+                         communicator: str | None = None) -> R.DistributedSection:
+    """The keys harness.distributed.Dist.run_meta writes: ``nodes`` hosts with world_size /
+    nodes ranks each, joined by ``communicator`` (default gloo for torch, naive (MPI) for chainer)."""
+    from harness.distributed import topology
+
+    per_node = world_size // nodes
+    hosts = ["laptop"] + [f"laptop-{n}" for n in range(1, nodes)]
+    name = communicator or ("gloo" if backend == "torch" else "naive")
+    return {"launcher": "torchrun" if backend == "torch" else "mpi", "communicator": name,
+            "transport": topology.transport(name), "world_size": world_size, "nodes": nodes,
+            "processes_per_node": per_node, "global_batch_size": batch_size,
+            "per_rank_batch_size": batch_size // world_size, "hosts": hosts,
+            "ranks": [{"rank": r, "hostname": hosts[r // per_node], "local_rank": r % per_node,
+                       "node_rank": r // per_node} for r in range(world_size)],
             "per_epoch": []}
 
 

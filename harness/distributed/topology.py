@@ -42,6 +42,19 @@ def layout(ranks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"nodes": len(counts), "processes_per_node": counts[0] if len(set(counts)) == 1 else counts}
 
 
+# What carries the gradients, by communicator name (run.json "distributed.communicator"):
+# torch's process-group backends, and ChainerMN's communicators (naive: allreduce over MPI;
+# pure_nccl: NCCL for the gradients, MPI only to set it up).
+TRANSPORT = {"gloo": "gloo", "nccl": "NCCL", "naive": "MPI", "flat": "MPI", "pure_nccl": "NCCL"}
+
+
+def transport(communicator: str | None) -> str | None:
+    """``gloo`` / ``NCCL`` / ``MPI`` for a communicator name; None for a one-process run."""
+    if not communicator or communicator == "local":
+        return None
+    return TRANSPORT.get(communicator, communicator)
+
+
 def describe_layout(nodes: int, per_node: int | Sequence[int]) -> str:
     """``2 x 4`` (nodes x processes per node) or ``2 x (4+2)`` when uneven."""
     if isinstance(per_node, int):

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 from harness.config import identity_settings
 from harness.cache import json_sha256
+from harness.distributed import topology
 from harness.errors import BenchError
 from harness.measure.peak import peak_for
 from harness.report.table import FORMATS, format_table  # noqa: F401  (re-exported)
@@ -124,6 +125,7 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
         "warmup_excluded": bool(len(ok) > 1),
         "stopped_at": _stop_note(ep),
     }
+    _layout(rec, meta.get("distributed") or {})
     for col in SPEED:
         rec[col], rec[f"{col}_min"], rec[f"{col}_max"] = _median_range(steady.get(col))
     for col in ("train_time_s", "eval_time_s", "data_wait_s"):
@@ -165,6 +167,20 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
     return rec
 
 
+def _layout(rec: dict[str, Any], dist: dict[str, Any]) -> None:
+    """nodes x processes per node and the transport of a distributed run (run.json's
+    "distributed" section; runs written before it recorded nodes count their hosts)."""
+    world = int(rec["world_size"] or 1)
+    nodes, per_node = dist.get("nodes"), dist.get("processes_per_node")
+    if nodes is None and dist.get("ranks"):
+        found = topology.layout(topology.fill_node_ranks(dist["ranks"]))
+        nodes, per_node = found["nodes"], found["processes_per_node"]
+    rec["nodes"] = int(nodes or 1)
+    rec["processes_per_node"] = per_node if per_node is not None else world // rec["nodes"]
+    rec["layout"] = topology.describe_layout(rec["nodes"], rec["processes_per_node"]) if world > 1 else ""
+    rec["transport"] = topology.transport(dist.get("communicator"))
+
+
 def _accuracy(rec: dict[str, Any], ok: Any, target: float | None) -> None:
     acc = ok["test_acc"].dropna() if len(ok) else ok.get("test_acc", [])
     rec["best_test_acc"] = rec["best_epoch"] = rec["final_test_acc"] = None
@@ -192,6 +208,8 @@ def _config(settings: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
     config = {k: _plain(v) for k, v in identity_settings(settings).items()}
     for key in ("model", "dataset", "device", "batch_size", "world_size"):
         config[key] = rec[key]
+    if rec["nodes"] > 1:  # 2 processes on 2 machines are not repeats of 2 on one (one-node keys unchanged)
+        config["nodes"] = rec["nodes"]
     return config
 
 
@@ -277,7 +295,8 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     g["data_identity"] = _same([r["data_identity"] for r in runs])
     g["seeds"] = sorted({r["seed"] for r in runs if r["seed"] is not None})
     g.update(machine_id=first["machine_id"], hostname=first["hostname"], cpu_logical_cores=first["cpu_logical_cores"],
-             config=first["config"],
+             config=first["config"], nodes=first["nodes"], processes_per_node=first["processes_per_node"],
+             layout=first["layout"], transport=first["transport"],
              run_ids=[r["run_id"] for r in runs], _config=first["_config"], _runs=runs)
     return g
 
@@ -362,27 +381,32 @@ def scaling_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Strong scaling keeps the global batch; weak scaling keeps the batch per process. The
     efficiency is throughput(N) / (N / N0 x throughput(N0)), N0 the smallest world size run
-    (1 normally, which gives throughput(N) / (N x throughput(1))).
+    (1 normally, which gives throughput(N) / (N x throughput(1))). Runs over several nodes
+    join the series of their configuration (the rows say nodes x processes per node and the
+    transport), so one process on one machine is the reference for them too.
     """
     series: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for g in groups:
         ws, batch = g["world_size"] or 1, g["batch_size"] or 0
-        for kind, drop, extra in (("strong", ("world_size",), {}),
-                                  ("weak", ("world_size", "batch_size"), {"per_process_batch": batch / ws})):
+        for kind, drop, extra in (("strong", ("world_size", "nodes"), {}),
+                                  ("weak", ("world_size", "nodes", "batch_size"), {"per_process_batch": batch / ws})):
             config = {k: v for k, v in g["_config"].items() if k not in drop} | extra
             config.update(machine_id=g["machine_id"], backend=g["backend"])
             series.setdefault((kind, _hash(config)), []).append(g)
     rows = []
     for (kind, _), gs in sorted(series.items()):
-        if len({g["world_size"] for g in gs}) < 2 or any(g["train_images_per_s"] is None for g in gs):
+        if len({(g["world_size"], g["nodes"]) for g in gs}) < 2 or any(g["train_images_per_s"] is None for g in gs):
             continue
-        gs = sorted(gs, key=lambda g: g["world_size"])
+        gs = sorted(gs, key=lambda g: (g["world_size"], g["nodes"]))
         ref = gs[0]
         for g in gs:
             speedup = g["train_images_per_s"] / ref["train_images_per_s"]
             rows.append({k: g[k] for k in IDENTITY} | {
                 "scaling": kind, "processes": g["world_size"], "train_images_per_s": g["train_images_per_s"],
                 "speedup": speedup, "efficiency": speedup * ref["world_size"] / g["world_size"],
+                "nodes": g["nodes"], "processes_per_node": g["processes_per_node"],
+                "layout": g["layout"] or topology.describe_layout(g["nodes"], g["processes_per_node"]),
+                "transport": g["transport"],
                 "series": f"{g['backend']} {g['model']} on {g['hostname']}, "
                           + (f"global batch {ref['batch_size']}" if kind == "strong"
                              else f"batch {ref['batch_size'] // ref['world_size']} per process")})

@@ -124,12 +124,15 @@ def _training_blocks(runs: list[RunFolder], records: list[dict[str, Any]], group
     headers, cells, right = display_table(groups)
     blocks: list[tuple] = [("h", 2, "Results"), ("table", headers, cells, right), ("p", table_notes(groups))]
     if scaling:
-        blocks += [("h", 3, "Scaling"), ("table", ["backend", "model", "machine", "scaling", "processes", "train img/s",
-                                                   "speed-up", "efficiency %"],
+        blocks += [("h", 3, "Scaling"), ("table", ["backend", "model", "machine", "scaling", "processes",
+                                                   "nodes x procs", "transport", "train img/s", "speed-up",
+                                                   "efficiency %"],
                                          [[r["backend"], r["model"], r["machine"], r["scaling"], str(r["processes"]),
-                                           num(r["train_images_per_s"]), f"{r['speedup']:.2f}x",
-                                           f"{100 * r['efficiency']:.0f}"] for r in scaling],
-                                         [False, False, False, False, True, True, True, True])]
+                                           r["layout"], r["transport"] or "", num(r["train_images_per_s"]),
+                                           f"{r['speedup']:.2f}x", f"{100 * r['efficiency']:.0f}"] for r in scaling],
+                                         [False, False, False, False, True, False, False, True, True, True]),
+                   ("p", "efficiency: throughput(N) / (N x throughput of one process), or of the fewest processes "
+                         "run; nodes x procs: machines x processes on each; transport: what carried the gradients.")]
     for f in figures:
         if f.name == "inference.png":
             continue

@@ -205,8 +205,10 @@ def _scaling(rows: list[dict[str, Any]]) -> list[Observation]:
     for name in dict.fromkeys(r["series"] for r in rows):
         pts = [r for r in rows if r["series"] == name]
         ref, top = pts[0], pts[-1]
+        where = (f" (nodes x processes per node: {top['layout']}; {top['transport']})"
+                 if top.get("transport") and top.get("layout") else "")
         out.append(Observation(
-            f"{name}: {top['processes']} processes trained at {num(top['train_images_per_s'])} images/s, "
+            f"{name}: {top['processes']} processes{where} trained at {num(top['train_images_per_s'])} images/s, "
             f"{top['speedup']:.1f}x the throughput of {ref['processes']} process{'es' if ref['processes'] > 1 else ''} "
             f"({100 * top['efficiency']:.0f} % scaling efficiency).", "scaling.png", True))
     return out

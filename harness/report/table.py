@@ -29,7 +29,8 @@ ENERGY_NOTE = (" J/epoch: energy the machine's meters measured over an epoch (tr
 BASELINE_NOTE = ("speed-up: training images/s over the {base} row of the same configuration; "
                  "Δacc pp: best test accuracy minus its, in percentage points (same epochs only).")
 # Text tables move these into a caption line when every row has the same value.
-_COLLAPSIBLE = ("model", "dataset", "device", "batch", "procs", "threads", "epochs", "runs")
+_COLLAPSIBLE = ("model", "dataset", "device", "batch", "procs", "nodes x procs", "transport", "threads", "epochs",
+                "runs")
 
 
 def num(x: float | None) -> str:
@@ -93,6 +94,9 @@ def _columns(rows: list[dict[str, Any]]) -> list[Column]:
         Column("device", lambda g: str(g["device"]), False, True),
         Column("batch", lambda g: str(g["batch_size"] or ""), always=True),
         Column("procs", lambda g: str(g["world_size"] or 1), always=True),
+        # shown only when some row ran distributed: where the processes ran and what joined them
+        Column("nodes x procs", lambda g: str(g.get("layout") or ""), False),
+        Column("transport", lambda g: str(g.get("transport") or ""), False),
     ]
     if any((g.get("_config") or {}).get("threads") is not None for g in rows):
         # --threads decides CPU speed; rows that differ only in it would look like repeats

@@ -50,13 +50,16 @@ class ModelSection(TypedDict, total=False):
 
 
 class DistributedSection(TypedDict, total=False):
-    launcher: str
+    launcher: str  # torchrun | mpi | slurm (srun started every rank)
     communicator: str
+    transport: str | None  # gloo | NCCL | MPI (harness/distributed/topology.py)
     world_size: int
+    nodes: int  # machines (node ranks) the ranks ran on
+    processes_per_node: int | list[int]  # a list, by node rank, when nodes differ
     global_batch_size: int
     per_rank_batch_size: int
     hosts: list[str]
-    ranks: list[dict[str, Any]]
+    ranks: list[dict[str, Any]]  # rank, local_rank, node_rank, hostname, pid, device, threads
     data: str
     evaluation: str
     batchnorm: str
