@@ -58,6 +58,12 @@ def test_hostfile_is_read_and_mpiexec_uses_it(tmp_path: Path):
     bad.write_text("node01 slots=x\n")
     with pytest.raises(BenchError, match="line 1.*not `HOST slots=N`"):
         L.read_hostfile(bad)
+    twice = tmp_path / "twice"
+    twice.write_text("localhost\nlocalhost\n")  # once per slot: 2 slots
+    assert sum(n for _, n in L.read_hostfile(twice)) == 2
+    twice.write_text("localhost slots=1\nlocalhost slots=1\n")  # Open MPI: "multiple definitions of the slot count"
+    with pytest.raises(BenchError, match="lists localhost again on line 2"):
+        L.read_hostfile(twice)
     with pytest.raises(BenchError, match="cannot read --hostfile"):
         L.read_hostfile(tmp_path / "missing")
 
@@ -69,7 +75,8 @@ def test_sbatch_script_runs_the_right_launcher():
     assert "#SBATCH --time=01:00:00\n#SBATCH --partition=gpu\n" in torch
     assert "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}" in torch
     last = torch.splitlines()[-1]
-    assert last.startswith("srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task=32 /venv/bin/torchrun ")
+    assert last.startswith('srun --kill-on-bad-exit=1 --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" '
+                           "--ntasks-per-node=1 --cpus-per-task=32 /venv/bin/torchrun ")
     assert '--rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT"' in last and last.endswith(shlex.join(PROGRAM))
     assert L.sbatch_script(job, "torch", "srun", PROGRAM).splitlines()[-1] == \
         "srun --kill-on-bad-exit=1 --cpus-per-task=8 " + shlex.join(PROGRAM)

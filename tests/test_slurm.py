@@ -3,7 +3,9 @@ itself, the rank variables `bench run` reads under srun, and real `bench` jobs s
 `bench launch --slurm` for torch and for chainer. Skips, saying why, where SLURM cannot run."""
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -59,3 +61,53 @@ def test_mpi_in_an_allocation_starts_two_ranks(slurm, how):
     out = _ok(slurm.run(*argv), slurm)
     assert sorted(line for line in out.splitlines() if line.startswith("rank")) == \
         ["rank 0 of 2 sum 3", "rank 1 of 2 sum 3"]
+
+
+# --- real bench jobs: `bench launch --slurm` writes the script, sbatch --wait runs it ----------
+
+def _bench_job(cluster: LocalSlurm, tmp_path: Path, backend: str, via: str) -> dict:
+    """Submit a 1-node x 2-task job and return its run.json (one folder, written by rank 0)."""
+    from tests.conftest import BENCH, TINY, run_dirs
+    from tests.test_multinode import LOOPBACK, _free_port
+
+    results, script = tmp_path / "results", tmp_path / f"{via}.sbatch"
+    size = ["--train-size", "64", "--test-size", "32"] if backend == "chainer" else []
+    argv = [BENCH, "launch", "--backend", backend, "--slurm", "--ntasks-per-node", "2", "--slurm-via", via,
+            "--time", "10", "--script", str(script), "--wait", *TINY, *size, "--epochs", "1",
+            "--results-dir", str(results)]
+    # rank 0's address and port given to the job: the loopback address and a port free now
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=400,
+                          env=cluster.env(**LOOPBACK, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port())))
+    job_out = "\n".join(p.read_text() for p in tmp_path.glob("bench-*.out"))
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{job_out}\n{cluster.logs()}"
+    assert proc.stdout.startswith(script.read_text()) and "#SBATCH --ntasks-per-node=2" in proc.stdout
+    assert "Submitted batch job" in proc.stdout  # sbatch's own line
+    runs = run_dirs(results)
+    assert len(runs) == 1, (runs, job_out)
+    meta = json.loads((runs[0] / "run.json").read_text())
+    d = meta["distributed"]
+    assert meta["status"] == "completed" and d["world_size"] == 2 and d["ranks_identical"] is True
+    assert (d["nodes"], d["processes_per_node"]) == (1, 2)
+    assert [(r["rank"], r["node_rank"], r["local_rank"]) for r in d["ranks"]] == [(0, 0, 0), (1, 0, 1)]
+    return d
+
+
+@pytest.mark.slow  # a SLURM job: ~15 s of work, and sbatch --wait polls
+def test_torch_job_one_torchrun_per_node(slurm, tmp_path):
+    d = _bench_job(slurm, tmp_path, "torch", "torchrun")
+    assert (d["launcher"], d["transport"]) == ("torchrun", "gloo")
+
+
+@pytest.mark.slow
+def test_torch_job_takes_its_ranks_from_slurm(slurm, tmp_path):
+    d = _bench_job(slurm, tmp_path, "torch", "srun")  # no torchrun: SLURM_PROCID & co. and env:// from them
+    assert (d["launcher"], d["transport"]) == ("slurm", "gloo")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("via, launcher", [("pmix", "slurm"), ("mpiexec", "mpi")])
+def test_chainer_job(slurm, tmp_path, via, launcher):
+    if (why := _mpi_missing()) is not None:
+        pytest.skip(why)
+    d = _bench_job(slurm, tmp_path, "chainer", via)
+    assert (d["launcher"], d["communicator"], d["transport"]) == (launcher, "naive", "MPI")

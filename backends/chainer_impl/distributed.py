@@ -45,7 +45,8 @@ def connect(plan: Plan) -> "ChainerComm":
                          "on GPU it needs CuPy with NCCL; on CPU use --device cpu") from None
     if comm.rank != plan.rank or comm.size != plan.world_size:
         raise BenchError(f"MPI says rank {comm.rank} of {comm.size}, the environment rank {plan.rank} of "
-                         f"{plan.world_size}: start with mpiexec")
+                         f"{plan.world_size}: start with mpiexec, or under SLURM with srun --mpi=pmix "
+                         "(`bench launch --slurm` writes the line)")
     return ChainerComm(name, comm)
 
 

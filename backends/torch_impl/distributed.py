@@ -46,7 +46,8 @@ def connect(plan: Plan) -> "TorchComm":
                          "e.g. `bench launch --nproc 2 --backend torch ...`") from None
     if dist.get_rank() != plan.rank or dist.get_world_size() != plan.world_size:
         raise BenchError(f"torch.distributed says rank {dist.get_rank()} of {dist.get_world_size()}, the "
-                         f"environment rank {plan.rank} of {plan.world_size}: start with torchrun")
+                         f"environment rank {plan.rank} of {plan.world_size}: start with torchrun, or under SLURM "
+                         "with srun (`bench launch --slurm` writes the line)")
     # Python objects travel over gloo (CPU) whatever the training backend.
     objects = dist.new_group(backend="gloo") if backend != "gloo" else None
     return TorchComm(backend, plan, objects)

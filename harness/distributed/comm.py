@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
 
 from harness.backend import BACKENDS
+from harness.distributed import slurm, topology
 from harness.distributed.combine import ROW_REDUCTIONS
 from harness.distributed.plan import Plan
 from harness.errors import BenchError
@@ -147,9 +148,9 @@ class Dist:
             raise
 
     def describe_ranks(self, thread_settings: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-        """Every rank's host, pid and device, on rank 0 (collective)."""
+        """Every rank's host, node rank, pid and device, on rank 0 (collective)."""
         me = {"rank": self.rank, "local_rank": self.plan.env.local_rank if self.plan else 0,
-              "hostname": socket.gethostname(), "pid": os.getpid(),
+              "node_rank": topology.node_rank(os.environ), "hostname": socket.gethostname(), "pid": os.getpid(),
               "device": self.plan.device if self.plan else None, "threads": dict(thread_settings)}
         return self.comm.gather(me)
 
@@ -157,8 +158,11 @@ class Dist:
         """run.json's "distributed" section (rank 0)."""
         assert self.plan is not None
         p = self.plan
+        ranks = topology.fill_node_ranks(ranks)
         return {
-            "launcher": p.env.launcher, "communicator": self.comm.name, "world_size": p.world_size,
+            "launcher": p.env.launcher, "communicator": self.comm.name,
+            "transport": topology.transport(self.comm.name), "world_size": p.world_size,
+            **topology.layout(ranks),  # nodes, processes_per_node
             "global_batch_size": p.global_batch, "per_rank_batch_size": p.per_rank_batch,
             "hosts": sorted({r["hostname"] for r in ranks}), "ranks": ranks,
             "data": "each rank takes images r::world of every global batch (BatchStream shard, seeded by "
@@ -178,6 +182,10 @@ def connect(plan_: Plan | None) -> Dist:
     framework: call after everything that can be checked without it."""
     if plan_ is None:
         return LOCAL
+    if plan_.env.launcher == slurm.SLURM:  # what torchrun would have set, for torch's env:// rendezvous
+        step = slurm.detect_step(os.environ)
+        if step is not None:
+            os.environ.update(step.torch_env(os.environ))
     module = importlib.import_module(_backend_module(plan_.backend, "distributed"))
     return Dist(plan_, module.connect(plan_))
 

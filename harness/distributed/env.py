@@ -2,9 +2,9 @@
 
 Launchers are told apart by the variables they set (:data:`_ENV_VARIABLES`, first match
 wins). A new launcher is one more entry there plus its name in :data:`LAUNCHER_PROGRAM`;
-SLURM's ``srun`` (SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_NTASKS_PER_NODE) is
-detected by its own module, which hooks in here: :func:`detect` is the one place that turns
-environment variables into :class:`LaunchEnv` values, so plan.py and launch.py need no change.
+SLURM's ``srun`` (SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID / SLURM_NODEID / the step's
+tasks per node) is read by its own module (slurm.py), which hooks in here: :func:`detect` is
+the one place that turns environment variables into :class:`LaunchEnv` values.
 """
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from typing import Mapping
 
 from harness.backend import BACKENDS
 from harness.device import parse_device
+from harness.distributed import slurm
+from harness.distributed.slurm import SLURM
 from harness.errors import BenchError
 
 TORCHRUN, MPI = "torchrun", "mpi"
 # The launcher that starts each backend's processes: the one its process group expects.
-LAUNCHER_PROGRAM = {TORCHRUN: "torchrun", MPI: "mpiexec"}
+LAUNCHER_PROGRAM = {TORCHRUN: "torchrun", MPI: "mpiexec", SLURM: "srun"}
 # From each backend's capability flag (harness.backend.BACKENDS: the program it needs).
 LAUNCHER_OF = {name: next(k for k, prog in LAUNCHER_PROGRAM.items() if prog == entry.launcher)
                for name, entry in BACKENDS.items() if entry.launcher}
@@ -28,7 +30,7 @@ LAUNCHER_OF = {name: next(k for k, prog in LAUNCHER_PROGRAM.items() if prog == e
 class LaunchEnv:
     """Where this process sits in the job, as its launcher describes it."""
 
-    launcher: str  # TORCHRUN | MPI
+    launcher: str  # TORCHRUN | MPI | SLURM
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0  # rank among the processes on this host (picks cuda:LOCAL_RANK)
@@ -47,7 +49,9 @@ _ENV_VARIABLES = (
 
 
 def detect(environ: Mapping[str, str] | None = None) -> dict[str, LaunchEnv]:
-    """Every launcher whose variables are set, by launcher (``{}`` for a plain process)."""
+    """Every launcher whose variables are set, by launcher (``{}`` for a plain process);
+    an srun step as ``SLURM`` (slurm.py), which plan.py uses only where the backend's own
+    launcher set nothing."""
     env = os.environ if environ is None else environ
     found: dict[str, LaunchEnv] = {}
     for launcher, rank, size, local_rank, local_size in _ENV_VARIABLES:
@@ -62,6 +66,9 @@ def detect(environ: Mapping[str, str] | None = None) -> dict[str, LaunchEnv]:
             raise BenchError(f"the launcher set {rank}={values[0]} with {size}={values[1]}: a rank must lie in "
                              f"0..{size}-1; start bench with `bench launch` or unset them")
         found[launcher] = LaunchEnv(launcher, *values)
+    step = slurm.detect_step(env)
+    if step is not None:
+        found[SLURM] = LaunchEnv(SLURM, step.rank, step.world_size, step.local_rank, step.local_world_size)
     return found
 
 

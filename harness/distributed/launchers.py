@@ -97,7 +97,8 @@ def read_hostfile(path: Path) -> list[tuple[str, int]]:
         text = path.read_text()
     except OSError as exc:
         raise BenchError(f"cannot read --hostfile {path}: {exc.strerror or exc}") from None
-    hosts = []
+    hosts: list[tuple[str, int]] = []
+    counted: dict[str, bool] = {}  # host -> had an explicit slot count
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -105,7 +106,12 @@ def read_hostfile(path: Path) -> list[tuple[str, int]]:
         m = re.fullmatch(r"(\S+?)(?::(\d+))?(?:\s+slots\s*=\s*(\d+))?(?:\s+max[-_]slots\s*=\s*\d+)?", line)
         if not m:
             raise BenchError(f"--hostfile {path} line {number} ({line!r}) is not `HOST slots=N`: one host per line")
-        hosts.append((m.group(1), int(m.group(3) or m.group(2) or 1)))
+        host, explicit = m.group(1), bool(m.group(3) or m.group(2))
+        if host in counted and (explicit or counted[host]):  # Open MPI refuses this with an "internal error"
+            raise BenchError(f"--hostfile {path} lists {host} again on line {number} with a slot count: list a host "
+                             f"once per slot, or once with slots=N")
+        counted[host] = explicit
+        hosts.append((host, int(m.group(3) or m.group(2) or 1)))
     if not hosts:
         raise BenchError(f"--hostfile {path} lists no hosts: one `HOST slots=N` per line")
     return hosts
@@ -194,7 +200,9 @@ def sbatch_script(job: SlurmJob, backend: str, via: str, program: Sequence[str],
              'rendezvous $MASTER_ADDR:$MASTER_PORT" >&2']
     if via == "torchrun":
         # One torchrun per node, holding that node's CPUs; it starts the node's ranks itself.
-        lines.append(f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 --cpus-per-task={step_cpus * job.ntasks_per_node} "
+        # (--ntasks too: srun would take the job's task count from SLURM_NTASKS otherwise)
+        lines.append("srun --kill-on-bad-exit=1 --nodes=\"$SLURM_JOB_NUM_NODES\" --ntasks=\"$SLURM_JOB_NUM_NODES\" "
+                     f"--ntasks-per-node=1 --cpus-per-task={step_cpus * job.ntasks_per_node} "
                      f"{shlex.quote(torchrun)} --nnodes=\"$SLURM_JOB_NUM_NODES\" "
                      f"--nproc-per-node={job.ntasks_per_node} --rdzv-backend=c10d "
                      f"--rdzv-endpoint=\"$MASTER_ADDR:$MASTER_PORT\" --rdzv-id=\"$SLURM_JOB_ID\" {run}")

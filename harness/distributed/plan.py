@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from harness.distributed.env import LAUNCHER_OF, LAUNCHER_PROGRAM, LaunchEnv, detect, per_rank_batch, rank_device
+from harness.distributed.slurm import SLURM
 from harness.errors import BenchError
 
 @dataclass(frozen=True)
@@ -38,8 +39,10 @@ def plan(config: Any, environ: Mapping[str, str] | None = None) -> Plan | None:
     found = detect(environ)
     name = config.backends[0]
     wanted = LAUNCHER_OF.get(name)
-    env = found.get(wanted) if wanted else None
-    strangers = [e for k, e in found.items() if k != wanted and e.world_size > 1]
+    # srun starting every rank itself (`srun bench run`, `srun --mpi=pmix bench run`) stands in
+    # for the backend's launcher; under torchrun or mpiexec SLURM's numbers count launchers.
+    env = (found.get(wanted) or found.get(SLURM)) if wanted else None
+    strangers = [e for k, e in found.items() if k not in (wanted, SLURM) and e.world_size > 1]
     if env is None or (env.world_size == 1 and not config.distributed):
         if strangers:
             e = strangers[0]
