@@ -74,6 +74,7 @@ def test_sbatch_script_runs_the_right_launcher():
     assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=4\n#SBATCH --cpus-per-task=8\n" in torch
     assert "#SBATCH --time=01:00:00\n#SBATCH --partition=gpu\n" in torch
     assert "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}" in torch
+    assert f"MASTER_PORT=${{MASTER_PORT:-$(({S.PORT_BASE} + SLURM_JOB_ID % {S.PORT_SPAN}))}}" in torch
     last = torch.splitlines()[-1]
     assert last.startswith('srun --kill-on-bad-exit=1 --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" '
                            "--ntasks-per-node=1 --cpus-per-task=32 /venv/bin/torchrun ")

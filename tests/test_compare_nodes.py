@@ -16,7 +16,7 @@ def test_nodes_and_transport_in_the_table_and_the_scaling_rows(tmp_path):
     write_synthetic_run(runs / "one-node", world_size=2, nodes=1, images_per_s=560.0, epochs=2)
     write_synthetic_run(runs / "two-nodes", world_size=2, nodes=2, images_per_s=500.0, epochs=2)
     write_synthetic_run(runs / "four", world_size=4, nodes=2, communicator="nccl", images_per_s=900.0, epochs=2)
-    records, groups = C.compare_runs(C.load_runs([str(runs)]))
+    _, groups = C.compare_runs(C.load_runs([str(runs)]))
     by_layout = {g["layout"]: g for g in groups}
     assert set(by_layout) == {"", "1 x 2", "2 x 1", "2 x 2"}  # 2 processes on 1 and on 2 machines: two rows
     assert by_layout["2 x 1"]["transport"] == "gloo" and by_layout["2 x 2"]["transport"] == "NCCL"

@@ -83,7 +83,7 @@ def test_mpiexec_over_a_hostfile(tmp_path):
                  "--test-size", "32", "--epochs", "1", "--results-dir", str(results), env=LOOPBACK, timeout=300,
                  check=True)
     assert f"--hostfile {hostfile} -n 2 " in proc.stderr  # the slots gave the process count
-    run, meta = _meta(results)
+    _, meta = _meta(results)
     d = meta["distributed"]
     assert meta["status"] == "completed" and (d["launcher"], d["communicator"], d["transport"]) == ("mpi", "naive", "MPI")
     assert (d["nodes"], d["processes_per_node"]) == (1, 2)  # MPI names no node: the one host is one node

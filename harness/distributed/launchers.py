@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from harness.distributed.slurm import PORT_BASE, PORT_SPAN
 from harness.errors import BenchError
 
 # How a SLURM job starts each backend's ranks (the first is the default).
@@ -195,9 +196,10 @@ def sbatch_script(job: SlurmJob, backend: str, via: str, program: Sequence[str],
              f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{threads}}}",
              "# rank 0's host and a port for the rendezvous (the job may set them itself)",
              'export MASTER_ADDR="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)}"',
-             "export MASTER_PORT=${MASTER_PORT:-$((15000 + SLURM_JOB_ID % 20000))}",
-             'echo "bench: job $SLURM_JOB_ID: $SLURM_JOB_NUM_NODES node(s) x $SLURM_NTASKS_PER_NODE task(s), '
-             'rendezvous $MASTER_ADDR:$MASTER_PORT" >&2']
+             # the port bench run itself derives under srun (harness/distributed/slurm.py)
+             f"export MASTER_PORT=${{MASTER_PORT:-$(({PORT_BASE} + SLURM_JOB_ID % {PORT_SPAN}))}}",
+             ('echo "bench: job $SLURM_JOB_ID: $SLURM_JOB_NUM_NODES node(s) x $SLURM_NTASKS_PER_NODE task(s), '
+              'rendezvous $MASTER_ADDR:$MASTER_PORT" >&2')]
     if via == "torchrun":
         # One torchrun per node, holding that node's CPUs; it starts the node's ranks itself.
         # (--ntasks too: srun would take the job's task count from SLURM_NTASKS otherwise)
