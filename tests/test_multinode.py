@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -20,10 +21,19 @@ import pytest
 
 from harness import schema as R
 from tests.conftest import BENCH, TINY, bench, run_dirs
-from tests.test_distributed import _mpi_missing
 
 # Every socket on 127.0.0.1: gloo, the rendezvous, Open MPI's out-of-band and TCP transports.
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo"}
+
+
+def _mpi_missing() -> str | None:
+    if shutil.which("mpiexec") is None:
+        return "mpiexec not found (scripts/ensure-mpi.sh installs Open MPI where it can: root + apt-get)"
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed in this venv (scripts/ensure-mpi.sh installs it)"
+    return None
 
 
 def _free_port() -> int:

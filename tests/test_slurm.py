@@ -4,7 +4,6 @@ itself, the rank variables `bench run` reads under srun, and real `bench` jobs s
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.slurm_local import LocalSlurm, slurm  # noqa: F401  (the fixture)
+from tests.test_multinode import _mpi_missing
 
 MPI_HELLO = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "
              "print('rank', c.Get_rank(), 'of', c.Get_size(), 'sum', c.allreduce(c.Get_rank() + 1), flush=True)")
-
-
-def _mpi_missing() -> str | None:
-    if shutil.which("mpiexec") is None:
-        return "mpiexec not found (scripts/ensure-mpi.sh installs Open MPI where it can: root + apt-get)"
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return "mpi4py is not installed in this venv (scripts/ensure-mpi.sh installs it)"
-    return None
 
 
 def _ok(proc, cluster: LocalSlurm) -> str:
