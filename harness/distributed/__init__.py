@@ -35,7 +35,9 @@ What every rank does, and why:
 
 Modules: env.py (the launcher's variables -> :class:`LaunchEnv`), plan.py (distributed or
 not, per-rank batch and device), comm.py (:class:`Communicator`, :class:`Dist`,
-:func:`connect`), combine.py (per-rank figures -> one row), relay.py (util.csv of every rank).
+:func:`connect`), combine.py (per-rank figures -> one row), relay.py (util.csv of every rank), slurm.py (ranks
+from an srun step), topology.py (node ranks, nodes x processes per node, transport),
+launchers.py (torchrun/mpiexec lines across machines and SLURM batch scripts, as data).
 Import from the package (``from harness import distributed as D``): these names are its API.
 """
 from __future__ import annotations
