@@ -135,7 +135,7 @@ def slurm_script(job: L.SlurmJob, backend: str, via: str, run_args: Sequence[str
                            oversubscribe=False, exports=["OMP_NUM_THREADS"])  # set by the script itself
     threads = threads_flag(run_args)
     program = [_program("bench"), "run", "--backend", backend, "--distributed", *run_args]
-    return L.sbatch_script(job, backend, via, program, torchrun=_program("torchrun"), mpiexec_flags=flags,
+    return L.sbatch_script(job, LAUNCHER_OF[backend], via, program, torchrun=_program("torchrun"), mpiexec_flags=flags,
                            threads=int(threads) if threads and threads.isdigit() else None,
                            command_line=command_line)
 

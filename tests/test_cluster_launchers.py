@@ -10,6 +10,7 @@ import pytest
 from harness.distributed import launchers as L
 from harness.distributed import slurm as S
 from harness.distributed import topology as T
+from harness.distributed.env import MPI, TORCHRUN
 from harness.errors import BenchError
 
 PROGRAM = ["/venv/bin/bench", "run", "--backend", "torch", "--distributed", "--epochs", "1"]
@@ -70,7 +71,7 @@ def test_hostfile_is_read_and_mpiexec_uses_it(tmp_path: Path):
 
 def test_sbatch_script_runs_the_right_launcher():
     job = L.SlurmJob(nodes=2, ntasks_per_node=4, time="01:00:00", partition="gpu", cpus_per_task=8).validate()
-    torch = L.sbatch_script(job, "torch", "torchrun", PROGRAM, torchrun="/venv/bin/torchrun")
+    torch = L.sbatch_script(job, TORCHRUN, "torchrun", PROGRAM, torchrun="/venv/bin/torchrun")
     assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=4\n#SBATCH --cpus-per-task=8\n" in torch
     assert "#SBATCH --time=01:00:00\n#SBATCH --partition=gpu\n" in torch
     assert "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}" in torch
@@ -79,13 +80,13 @@ def test_sbatch_script_runs_the_right_launcher():
     assert last.startswith('srun --kill-on-bad-exit=1 --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" '
                            "--ntasks-per-node=1 --cpus-per-task=32 /venv/bin/torchrun ")
     assert '--rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT"' in last and last.endswith(shlex.join(PROGRAM))
-    assert L.sbatch_script(job, "torch", "srun", PROGRAM).splitlines()[-1] == \
+    assert L.sbatch_script(job, TORCHRUN, "srun", PROGRAM).splitlines()[-1] == \
         "srun --kill-on-bad-exit=1 --cpus-per-task=8 " + shlex.join(PROGRAM)
-    assert "srun --kill-on-bad-exit=1 --mpi=pmix " in L.sbatch_script(job, "chainer", "pmix", PROGRAM)
-    mpi = L.sbatch_script(job, "chainer", "mpiexec", PROGRAM, mpiexec_flags=["mpiexec", "--bind-to", "none"])
+    assert "srun --kill-on-bad-exit=1 --mpi=pmix " in L.sbatch_script(job, MPI, "pmix", PROGRAM)
+    mpi = L.sbatch_script(job, MPI, "mpiexec", PROGRAM, mpiexec_flags=["mpiexec", "--bind-to", "none"])
     assert mpi.splitlines()[-1] == "mpiexec --bind-to none " + shlex.join(PROGRAM)  # no -n: the allocation's tasks
-    with pytest.raises(BenchError, match="cannot start torch"):
-        L.sbatch_script(job, "torch", "pmix", PROGRAM)
+    with pytest.raises(BenchError, match="cannot start a torchrun backend's ranks"):
+        L.sbatch_script(job, TORCHRUN, "pmix", PROGRAM)
     with pytest.raises(BenchError, match="not a SLURM time"):
         L.SlurmJob(1, 1, time="1h").validate()
 

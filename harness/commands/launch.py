@@ -150,7 +150,7 @@ def _slurm(args: argparse.Namespace, run_args: list[str]) -> int:
     device = run_args[run_args.index("--device") + 1] if "--device" in run_args[:-1] else "cpu"
     gpus = args.gpus_per_node or (per_node if device.startswith("cuda") else None)  # one GPU per rank
     job = L.SlurmJob(args.nodes, per_node, args.time, args.partition, args.cpus_per_task, gpus).validate()
-    via = args.slurm_via or L.SLURM_VIA[args.backend][0]
+    via = args.slurm_via or L.SLURM_VIA[LAUNCHER_OF[args.backend]][0]
     check_run_flags(args.backend, job.ntasks, run_args)
     text = slurm_script(job, args.backend, via, run_args, shlex.join(["bench", *sys.argv[1:]]))
     script = args.script or Path(f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.sbatch")

@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from harness.distributed.env import MPI, TORCHRUN
 from harness.distributed.slurm import PORT_BASE, PORT_SPAN
 from harness.errors import BenchError
 
-# How a SLURM job starts each backend's ranks (the first is the default).
-SLURM_VIA = {"torch": ("torchrun", "srun"), "chainer": ("pmix", "pmi2", "mpiexec")}
+# How a SLURM job starts the ranks of a backend run under each launcher (harness.backend's
+# BACKENDS entries name a backend's launcher; the first way is the default).
+SLURM_VIA = {TORCHRUN: ("torchrun", "srun"), MPI: ("pmix", "pmi2", "mpiexec")}
 DEFAULT_PORT = 29500  # torchrun's own default
 
 
@@ -177,15 +179,16 @@ class SlurmJob:
         return [f"#SBATCH --{k}={v}" for k, v in opts.items() if v is not None]
 
 
-def sbatch_script(job: SlurmJob, backend: str, via: str, program: Sequence[str], *, torchrun: str = "torchrun",
+def sbatch_script(job: SlurmJob, launcher: str, via: str, program: Sequence[str], *, torchrun: str = "torchrun",
                   mpiexec_flags: Sequence[str] = ("mpiexec",), threads: int | None = None,
                   command_line: str = "") -> str:
     """The batch script: ``#SBATCH`` options, the thread count, rank 0's address and port,
-    then ``via``'s line (one of ``SLURM_VIA[backend]``) running ``program`` (the `bench run`
+    then ``via``'s line (one of ``SLURM_VIA[launcher]``) running ``program`` (the `bench run`
     argv). ``mpiexec_flags``: the mpiexec argv before the program, without ``-n`` (Open MPI
     takes the allocation's task count)."""
-    if via not in SLURM_VIA.get(backend, ()):
-        raise BenchError(f"--slurm-via {via} cannot start {backend}: use one of {', '.join(SLURM_VIA[backend])}")
+    if via not in SLURM_VIA.get(launcher, ()):
+        raise BenchError(f"--slurm-via {via} cannot start a {launcher} backend's ranks: use one of "
+                         f"{', '.join(SLURM_VIA[launcher])}")
     threads = threads or job.cpus_per_task or 1
     step_cpus = job.cpus_per_task or 1
     run = shlex.join(program)
