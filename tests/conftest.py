@@ -1,10 +1,14 @@
 """Shared helpers: run the real `bench` console script in a subprocess."""
 from __future__ import annotations
 
+import functools
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -34,3 +38,41 @@ def run_dirs(results: Path) -> list[Path]:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+def wait_until(condition: Callable[[], Any], what: str, *, proc: subprocess.Popen | None = None,
+               timeout: float = 120, poll_s: float = 0.02) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned) or ``timeout`` passes.
+
+    Tests wait for an observable event (a row written, a file present) instead of sleeping
+    a fixed time, so they neither race on a fast machine nor flake on a slow one. When
+    ``proc`` ends before the event, fail at once with its output instead of waiting on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+@functools.cache
+def usable_devices(backend: str) -> tuple[str, ...]:
+    """The devices ``backend`` reports usable here (its own ``devices()``, asked in a fresh
+    process so this one never initialises CUDA): ("cpu",) on a CPU machine, ("cpu",
+    "cuda:0", ...) on a CUDA host with that framework's GPU build. Tests that differ between
+    the two ask this instead of assuming either."""
+    code = ("import json, sys; from harness.backend import create_backend; "
+            "print(json.dumps([d.name for d in create_backend(sys.argv[1]).devices() if d.usable]))")
+    proc = subprocess.run([sys.executable, "-c", code, backend], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise AssertionError(f"could not ask {backend} for its devices:\n{proc.stderr}")
+    return tuple(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def has_cuda(backend: str) -> bool:
+    return any(d.startswith("cuda") for d in usable_devices(backend))
