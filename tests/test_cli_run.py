@@ -235,6 +235,7 @@ def test_help_documents_every_flag_with_default():
     assert bench("--help", check=True).stdout.count("run") >= 1
 
 
+@pytest.mark.timeout(900)  # `bench list` builds every model in both frameworks (allowed 600 s below)
 def test_list_and_sysinfo_json():
     info = json.loads(bench("list", "--json", check=True, timeout=600).stdout)
     assert info["backends"]["torch"]["installed"] and info["backends"]["chainer"]["installed"]
