@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,18 +62,62 @@ def wait_until(condition: Callable[[], Any], what: str, *, proc: subprocess.Pope
 
 
 @functools.cache
-def usable_devices(backend: str) -> tuple[str, ...]:
-    """The devices ``backend`` reports usable here (its own ``devices()``, asked in a fresh
-    process so this one never initialises CUDA): ("cpu",) on a CPU machine, ("cpu",
-    "cuda:0", ...) on a CUDA host with that framework's GPU build. Tests that differ between
-    the two ask this instead of assuming either."""
+def device_report(backend: str) -> tuple[tuple[str, bool, str], ...]:
+    """``backend``'s own ``devices()`` as (name, usable, detail), asked in a fresh process so
+    this one never initialises CUDA: a CPU machine reports ("cuda", False, why and the fix),
+    a CUDA host with that framework's GPU build ("cuda:0", True, the GPU's name), ...
+    Tests that differ between the two ask this instead of assuming either."""
     code = ("import json, sys; from harness.backend import create_backend; "
-            "print(json.dumps([d.name for d in create_backend(sys.argv[1]).devices() if d.usable]))")
+            "print(json.dumps([[d.name, d.usable, d.detail] for d in create_backend(sys.argv[1]).devices()]))")
     proc = subprocess.run([sys.executable, "-c", code, backend], capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise AssertionError(f"could not ask {backend} for its devices:\n{proc.stderr}")
-    return tuple(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return tuple((str(n), bool(u), str(d)) for n, u, d in json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def has_cuda(backend: str) -> bool:
-    return any(d.startswith("cuda") for d in usable_devices(backend))
+    return any(usable and name.startswith("cuda") for name, usable, _ in device_report(backend))
+
+
+def no_cuda_reason(backend: str) -> str | None:
+    """Why ``backend`` cannot use CUDA here (its own words), or None when it can."""
+    if has_cuda(backend):
+        return None
+    return "; ".join(d for n, _, d in device_report(backend) if n.startswith("cuda")) or "no CUDA device listed"
+
+
+# The real CLI in a child process, killed by SIGKILL from inside the epochs.csv append of
+# epoch EPOCH: "before" the row is written (checkpoint and checkpoint.json already renamed
+# into place: the window the runner's write ordering exists for) or "after" it. A timed
+# kill hits such a window by luck only; this hits it every time.
+_KILL_AT_ROW = """
+import os, signal, sys
+from harness import results as R
+from harness.cli import main
+
+epoch, when = int(sys.argv[1]), sys.argv[2]
+append = R.CsvAppender.append
+
+def killing_append(self, row):
+    ours = self.path.name == R.EPOCHS_CSV and row.get("epoch") == epoch and row.get("status") == R.EPOCH_OK
+    if ours and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    append(self, row)
+    if ours and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+R.CsvAppender.append = killing_append
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def kill_at_row(epoch: int, when: str, *run_args: str, env: dict | None = None) -> Path:
+    """``bench run RUN_ARGS`` (which must hold --results-dir, into an empty folder), killed
+    with SIGKILL at epoch ``epoch``'s row, ``when`` "before" or "after" it is appended.
+    Returns the run folder it left."""
+    full_env = dict(os.environ) | (env or {})
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT_ROW, str(epoch), when, "run", *run_args],
+                          capture_output=True, text=True, timeout=300, env=full_env)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
+    (run,) = run_dirs(Path(run_args[list(run_args).index("--results-dir") + 1]))
+    return run

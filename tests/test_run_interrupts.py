@@ -3,56 +3,22 @@
 `kill -9` can land between any two of an epoch's writes. The one the runner's ordering is
 built around (harness/train/runner.py) is the kill after checkpoint.json is renamed into
 place and before the epoch's row is appended: the resume must restore that row from
-checkpoint.json. A timed kill hits that window by luck only, so ``_kill_at_row`` forces it:
-it runs the real CLI in a child process and sends that process SIGKILL from inside the
-epochs.csv append, before (or after) the row is written.
+checkpoint.json. A timed kill hits that window by luck only, so ``kill_at_row``
+(tests/conftest.py) forces it: the real CLI in a child process, sent SIGKILL from inside
+the epochs.csv append, before (or after) the row is written.
 """
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from harness import results as R
-from tests.conftest import BENCH, TINY, bench, run_dirs, wait_until
-
-# The real CLI, killed by SIGKILL from the epochs.csv append of epoch EPOCH: "before" the
-# row is written (checkpoint and checkpoint.json already in place) or "after" it.
-_KILL_AT_ROW = """
-import os, signal, sys
-from harness import results as R
-from harness.cli import main
-
-epoch, when = int(sys.argv[1]), sys.argv[2]
-append = R.CsvAppender.append
-
-def killing_append(self, row):
-    ours = self.path.name == R.EPOCHS_CSV and row.get("epoch") == epoch and row.get("status") == R.EPOCH_OK
-    if ours and when == "before":
-        os.kill(os.getpid(), signal.SIGKILL)
-    append(self, row)
-    if ours and when == "after":
-        os.kill(os.getpid(), signal.SIGKILL)
-
-R.CsvAppender.append = killing_append
-sys.exit(main(sys.argv[3:]))
-"""
-
-
-def _kill_at_row(epoch: int, when: str, *args: str) -> Path:
-    """Run ``bench run ARGS`` until the SIGKILL at epoch ``epoch``'s row; returns the run folder."""
-    proc = subprocess.run([sys.executable, "-c", _KILL_AT_ROW, str(epoch), when, "run", *args],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
-    results = Path(args[args.index("--results-dir") + 1])
-    (run,) = run_dirs(results)
-    return run
-
+from tests.conftest import BENCH, TINY, bench, kill_at_row, run_dirs, wait_until
 
 def _epochs(run: Path) -> pd.DataFrame:
     return pd.read_csv(run / R.EPOCHS_CSV)
@@ -77,7 +43,7 @@ def test_row_lost_between_checkpoint_json_and_csv_append_is_restored(tmp_path):
     bench("run", *args, "--results-dir", str(tmp_path / "ref"), check=True)
     reference = _epochs(run_dirs(tmp_path / "ref")[0])
 
-    run = _kill_at_row(2, "before", *args, "--results-dir", str(tmp_path / "killed"))
+    run = kill_at_row(2, "before", *args, "--results-dir", str(tmp_path / "killed"))
     # The kill came exactly between the two writes: epoch 2 is checkpointed, its row is not in the CSV.
     saved = json.loads((run / R.CHECKPOINT_JSON).read_text())
     assert saved["epoch"] == 2
@@ -107,7 +73,7 @@ def test_chainer_resumes_across_a_learning_rate_change(tmp_path):
 
     # Stopped after epoch 2, whose lr (0.075) is neither the first (0.1, what a freshly built
     # optimiser holds) nor the next (0.025): the resume must adopt 0.075, then change it.
-    run = _kill_at_row(2, "after", *args, "--results-dir", str(tmp_path / "killed"))
+    run = kill_at_row(2, "after", *args, "--results-dir", str(tmp_path / "killed"))
     assert json.loads((run / R.CHECKPOINT_JSON).read_text())["epoch"] == 2
     bench("run", "--resume", str(run), "--quiet", check=True)
     resumed = _epochs(run)
