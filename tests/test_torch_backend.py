@@ -146,8 +146,13 @@ def test_devices_versions_and_cuda_error() -> None:
     assert set(backend.versions()) >= {"torch", "torchvision", "cuda", "cudnn"}
     with pytest.raises(BenchError, match="unknown device"):
         backend.configure(device="tpu", threads=None, seed=0)
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is visible here")
+    if torch.cuda.is_available():  # each GPU named, --device cuda used, an index past them refused
+        count = torch.cuda.device_count()
+        assert [d.name for d in devices[1:]] == [f"cuda:{i}" for i in range(count)] and all(d.usable for d in devices)
+        assert backend.configure(device="cuda", threads=None, seed=0)["device"] == "cuda:0"
+        with pytest.raises(BenchError, match=f"only {count} CUDA device"):
+            backend.configure(device=f"cuda:{count}", threads=None, seed=0)
+        return
     assert any(d.name == "cuda" and not d.usable for d in devices)
     with pytest.raises(BenchError, match="CUDA was requested but .*use --device cpu"):
         backend.configure(device="cuda", threads=None, seed=0)
