@@ -92,7 +92,7 @@ def no_cuda_reason(backend: str) -> str | None:
 # kill hits such a window by luck only; this hits it every time.
 _KILL_AT_ROW = """
 import os, signal, sys
-from harness import results as R
+from harness import schema as R
 from harness.cli import main
 
 epoch, when = int(sys.argv[1]), sys.argv[2]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from tests.conftest import bench, kill_at_row, no_cuda_reason, run_dirs
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(600)]

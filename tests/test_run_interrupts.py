@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from tests.conftest import BENCH, TINY, bench, kill_at_row, run_dirs, wait_until
 
 def _epochs(run: Path) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from tests.conftest import TINY, bench, run_dirs
 
 
