@@ -53,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    from harness.distributed.outcome import rank_exit
+
+    return rank_exit(_dispatch(args))  # under `bench launch`: rank 0's code goes to it (outcome.py)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:

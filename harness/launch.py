@@ -30,7 +30,9 @@ fills in this environment's programs and thread count):
 - chainer: :func:`build_command` with a ``hostfile`` (mpiexec over its hosts and slots);
 - SLURM: :func:`slurm_script`, a batch script that runs the right launcher in the allocation.
 
-The exit status is the launcher's (torchrun says 1 for any failed worker).
+The exit status is rank 0's, as `bench run` would exit (harness/distributed/outcome.py), or the
+launcher's when rank 0 left none (torchrun says 1 for any failed worker; rank 0 on another
+node; sbatch with --slurm).
 """
 from __future__ import annotations
 

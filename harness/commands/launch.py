@@ -31,6 +31,7 @@ from harness.commands.run import add_setting_flags, given_settings
 from harness.config import RunConfig
 from harness.distributed import LAUNCHER_OF, per_rank_batch
 from harness.distributed import launchers as L
+from harness.distributed.outcome import run_launcher
 from harness.errors import BenchError
 from harness.launch import build_command, format_command, multinode_lines, slurm_script
 
@@ -135,8 +136,8 @@ def _run_or_print(backend: str, env_add: Mapping[str, str], command: list[str], 
         raise BenchError("mpiexec not found: run scripts/ensure-mpi.sh (Debian: apt-get install openmpi-bin "
                          "libopenmpi-dev, then pip install mpi4py) or install an MPI")
     print(f"bench launch: {line}", file=sys.stderr, flush=True)
-    os.execvpe(command[0], command, {**os.environ, **env_add})  # signals go straight to the launcher
-    return 0  # not reached
+    # rank 0's exit code (3 diverged, 130 interrupted, 2 a one-line error), not torchrun's 1
+    return run_launcher(command, {**os.environ, **env_add})
 
 
 def _slurm(args: argparse.Namespace, run_args: list[str]) -> int:

@@ -3,6 +3,7 @@ the parts combine (:data:`ROW_REDUCTIONS`, recorded in run.json), and the proof 
 ranks end with the same model (:func:`state_digest`)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 from harness.backend import EvalStats, TrainStats
@@ -88,8 +89,14 @@ def per_rank_record(epoch: int, parts: Sequence[Mapping[str, Any]]) -> dict[str,
             "test_images": [p["test"]["count"] for p in parts],
             "train_time_s": [round(p["train_time_s"], 4) for p in parts],
             "eval_time_s": [round(p["eval_time_s"], 4) for p in parts],
-            "train_loss": [p["train"]["loss_sum"] / p["train"]["count"] if p["train"]["count"] else None
+            "train_loss": [_finite(p["train"]["loss_sum"] / p["train"]["count"]) if p["train"]["count"] else None
                            for p in parts]}
+
+
+def _finite(value: float) -> float | None:
+    """A rank's loss for run.json: None once it is NaN or infinite (a diverged epoch), since
+    JSON has no NaN and run.json is written with ``allow_nan=False``."""
+    return value if math.isfinite(value) else None
 
 
 def state_digest(arrays: Mapping[str, Any]) -> str:
