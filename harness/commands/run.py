@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import SETTINGS, RunConfig, Setting, comma_list, show_value, value_type
+from harness.errors import BenchError
 
 NAME = "run"
 _D = RunConfig()  # defaults shown in --help come from the one place they are defined
@@ -69,6 +70,9 @@ def add_parser(sub: Any) -> None:
     groups[2].add_argument("--resume", type=Path, metavar="RUN_DIR",
                            help="continue an interrupted run from its last checkpoint (settings come from its "
                                 "run.json: another --backend, --seed or configuration value is an error)")
+    groups[2].add_argument("--restart", action="store_true",
+                           help="with --resume, when the run has no checkpoint to continue from: start it over "
+                                "from epoch 1, its recorded rows kept as epochs.<time>.csv")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
 
     given = given_settings(args)
     if args.resume is not None:
-        code = session.resume_command(args.resume, given, args.command_line, bool(given.get("quiet")))
+        code = session.resume_command(args.resume, given, args.command_line, bool(given.get("quiet")), args.restart)
         session.print_summary([args.resume])
         return code
+    if args.restart:
+        raise BenchError("--restart starts over a run given with --resume RUN_DIR: add --resume, or drop --restart")
     code, dirs = session.run_command(RunConfig(**given), args.command_line)
     session.print_summary(dirs)
     return code

@@ -110,3 +110,35 @@ def restore_rows(run_dir: Path, last: Checkpointed | None) -> None:
     if last is not None:
         rows.append(last.row)
     R.rewrite_epochs(path, rows)
+
+
+def recorded_epochs(run_dir: Path, meta: Mapping[str, Any]) -> int:
+    """How many epochs the folder says were completed (run.json, or epochs.csv's ok rows)."""
+    path = run_dir / R.EPOCHS_CSV
+    rows = [r for r in R.read_epochs_rows(path) if r.get("status") == R.EPOCH_OK] if path.is_file() else []
+    return max(int(meta.get("epochs_completed") or 0), len(rows))
+
+
+def check_resumable(run_dir: Path, checkpoint: Path, meta: Mapping[str, Any]) -> None:
+    """Refuse a run with recorded epochs but no checkpoint to continue them from (a folder
+    copied without its large file): starting over would rewrite epochs.csv from epoch 1 and
+    lose them. A run killed during its first epoch has neither, and starts over."""
+    done = recorded_epochs(run_dir, meta)
+    missing = [p.name for p in (checkpoint, run_dir / R.CHECKPOINT_JSON) if not p.is_file()]
+    if missing and (done or (run_dir / R.CHECKPOINT_JSON).is_file()):
+        raise BenchError(f"{run_dir} records {done} completed epoch(s) but has no {' or '.join(missing)} to continue "
+                         f"from (a folder copied without its checkpoint?): put the file back, or add --restart to "
+                         f"start over from epoch 1 (the recorded rows are kept, renamed to epochs.<time>.csv)")
+
+
+def set_aside(run_dir: Path, checkpoint: Path, stamp: str) -> list[str]:
+    """--restart: move the earlier attempt's rows, samples and checkpoint to ``name.<stamp>.ext``
+    (never deleted), so the run starts over in the same folder. Returns the new names."""
+    moved = []
+    for path in (run_dir / R.EPOCHS_CSV, run_dir / R.UTIL_CSV, run_dir / R.CHECKPOINT_JSON, checkpoint):
+        if path.is_file():
+            target = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+            os.replace(path, target)
+            moved.append(target.name)
+    R._fsync_dir(run_dir)  # the renames survive a power cut
+    return moved

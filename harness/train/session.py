@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from harness import schema as R
 from harness.backend import load_backend_class
 from harness.config import CONTROLS, RunConfig, resume_conflicts
 from harness.errors import BenchError
-from harness.train.commit import read_checkpoint, restore_rows
+from harness.train.commit import check_resumable, read_checkpoint, restore_rows, set_aside
+from harness.train.lock import RunLock
 from harness.train.loop import train_loop
 from harness.train.prepare import load_data, prepare_backend
 from harness.train.progress import Progress
@@ -83,13 +85,19 @@ def _run_all(config: RunConfig, command: str, dist: D.Dist) -> tuple[int, list[P
             progress.line(f"{name}: {config.model} on {config.dataset} ({len(dataset.train_labels)} train / "
                           f"{len(dataset.test_labels)} test images), {config.device}, seed {seed}"
                           f"{f', {dist.world_size} processes' if dist.distributed else ''} -> {run_dir}")
-            status = train_loop(config, prepared, dataset, run_dir, meta, seed, 1, 0.0, progress, dist)
-            _finish(run_dir, meta, status, dist)
+            with _writer_lock(run_dir, dist):
+                status = train_loop(config, prepared, dataset, run_dir, meta, seed, 1, 0.0, progress, dist)
+                _finish(run_dir, meta, status, dist)
             outcomes.append(RunOutcome(run_dir, status))  # every rank exits with the run's code
             if status == R.INTERRUPTED:
                 return EXIT_INTERRUPTED, _written(outcomes, dist)
     worst = max((o.exit_code for o in outcomes), default=EXIT_OK)
     return worst, _written(outcomes, dist)
+
+
+def _writer_lock(run_dir: Path, dist: D.Dist) -> contextlib.AbstractContextManager[Any]:
+    """Rank 0 holds the run folder's lock while it writes (harness/train/lock.py)."""
+    return RunLock(run_dir) if dist.is_writer else contextlib.nullcontext()
 
 
 def _written(outcomes: list[RunOutcome], dist: D.Dist) -> list[Path]:
@@ -120,15 +128,28 @@ def _finish(run_dir: Path, meta: dict[str, Any], status: str, dist: D.Dist) -> N
         dist.comm.abort(EXIT_INTERRUPTED)
 
 
-def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bool) -> int:
+def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bool, restart: bool = False) -> int:
     """Continue ``run_dir`` from its last checkpoint. ``given``: the settings the user typed
     (harness.commands.run.given_settings); a fixed one that contradicts the run's recorded
     settings is an error, a run-only control (quiet, data_dir, ...) applies to the rest of the run.
 
+    A folder with recorded epochs but no checkpoint is refused, untouched; ``restart``
+    (``--restart``) starts it over from epoch 1 instead, the old rows moved aside
+    (:func:`harness.train.commit.set_aside`). A folder another process is writing is refused
+    (harness/train/lock.py).
+
     A distributed run resumes under the same launcher with the same number of processes;
     every rank reads run.json and loads rank 0's checkpoint from ``run_dir`` (so the folder
     must be visible to every rank: one host, or a shared filesystem); rank 0 alone writes."""
-    meta = R.read_meta(run_dir)
+    R.read_meta(run_dir)  # not a run folder: its one-line error before anything else
+    writer = all(env.rank == 0 for env in D.detect().values())
+    with RunLock(run_dir) if writer else contextlib.nullcontext():  # one writer (harness/train/lock.py)
+        # read under the lock: a run that ended meanwhile is seen with its final status
+        return _resume_locked(run_dir, R.read_meta(run_dir), given, command, quiet, restart, writer)
+
+
+def _resume_locked(run_dir: Path, meta: dict[str, Any], given: dict[str, Any], command: str, quiet: bool,
+                   restart: bool, writer: bool) -> int:
     if meta.get("status") == R.COMPLETED:
         raise BenchError(f"{run_dir} is already complete ({meta.get('epochs_completed')} epochs): nothing to resume")
     if meta.get("schema_version") != R.SCHEMA_VERSION:
@@ -146,13 +167,15 @@ def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bo
     config.validate()
     _check_world_size(run_dir, meta, config)
     dist_plan = D.plan(config)
-    if dist_plan is None or dist_plan.rank == 0:
+    checkpoint = run_dir / f"checkpoint{load_backend_class(config.backends[0]).checkpoint_suffix}"
+    if writer:
+        if not restart:
+            check_resumable(run_dir, checkpoint, meta)  # refused: the folder as it was
         ensure_writable(run_dir)
-    load_backend_class(config.backends[0])
     dist = _connect(dist_plan)
     try:
         with dist.abort_on_error():
-            return _resume(run_dir, meta, config, command, dist)
+            return _resume(run_dir, meta, config, command, dist, restart)
     finally:
         dist.comm.close()
 
@@ -170,12 +193,13 @@ def _check_world_size(run_dir: Path, meta: dict[str, Any], config: RunConfig) ->
                      f"sizes; resume it as it was started: {how}")
 
 
-def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str, dist: D.Dist) -> int:
+def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str, dist: D.Dist,
+            restart: bool) -> int:
     with dist.rank0_first():
         dataset = load_data(config)
     prepared = prepare_backend(dist.rank_config(config), config.backends[0], meta["seed"], len(dataset.class_names))
     ckpt = run_dir / f"checkpoint{prepared.backend.checkpoint_suffix}"
-    last = read_checkpoint(run_dir, ckpt)
+    last = None if restart else read_checkpoint(run_dir, ckpt)
     first_epoch, elapsed = (last.epoch + 1, last.elapsed_s) if last else (1, 0.0)
     if last is not None:
         prepared.backend.load_checkpoint(ckpt)  # every rank: rank 0's checkpoint
@@ -183,8 +207,13 @@ def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str
     dist.comm.wrap(prepared.backend)  # after loading: DDP / ChainerMN start from the checkpoint
     ranks = dist.describe_ranks(prepared.thread_settings) if dist.distributed else None
     if dist.is_writer:
+        entry: dict[str, Any] = {"at": now_iso(), "from_epoch": first_epoch, "command": command}
+        if restart:  # the earlier attempt's files, renamed, never deleted
+            entry["set_aside"] = set_aside(run_dir, ckpt, datetime.now().strftime("%Y%m%d-%H%M%S"))
+            meta["time_to_target_s"] = None
+            meta.pop("target_reached_epoch", None)
         restore_rows(run_dir, last)
-        meta.setdefault("resumes", []).append({"at": now_iso(), "from_epoch": first_epoch, "command": command})
+        meta.setdefault("resumes", []).append(entry)
         meta.update(status=R.RUNNING, ended_at=None, epochs_completed=first_epoch - 1, error=None)
         if ranks:  # this job's processes; the per-epoch records past the checkpoint are dropped
             section = meta.setdefault("distributed", dist.run_meta(ranks))
