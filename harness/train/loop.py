@@ -26,7 +26,7 @@ from harness.measure.monitor import Monitor
 from harness.train.commit import RunFiles, commit_epoch, target_reached
 from harness.train.prepare import Prepared
 from harness.train.progress import Progress
-from harness.train.signals import Interrupted, StopOnSigterm
+from harness.train.signals import Interrupted, shield
 from harness.train.sources import EpochSource, make_source
 
 
@@ -136,9 +136,9 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
     status = R.COMPLETED
     epoch = first_epoch
     try:
-        with StopOnSigterm(), Monitor(relay.monitor_path, interval_s=config.sample_interval_s,
-                                      gpu_index=_gpu_index(dist.rank_config(config).device),
-                                      rank=dist.rank, start_time=start, elapsed_offset_s=elapsed_offset) as monitor:
+        with Monitor(relay.monitor_path, interval_s=config.sample_interval_s,
+                     gpu_index=_gpu_index(dist.rank_config(config).device),
+                     rank=dist.rank, start_time=start, elapsed_offset_s=elapsed_offset) as monitor:
             if files is not None:
                 meta["energy"] = monitor.energy_info()
             for epoch in range(first_epoch, config.epochs + 1):
@@ -166,17 +166,20 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
             if files is not None:
                 meta["distributed"].update(final_state_sha256=digests, ranks_identical=len(set(digests)) == 1)
     except Diverged:
+        shield()  # recording the end: a signal now waits for it (harness/train/signals.py)
         status = R.DIVERGED
         if files is not None:
             files.epochs.append(base_row | {"epoch": epoch, "status": R.DIVERGED, "train_loss": float("nan"),
                                             "elapsed_s": elapsed_offset + time.perf_counter() - start})
         meta["error"] = f"loss became NaN or infinite in epoch {epoch}: lower --lr"
     except (Interrupted, KeyboardInterrupt):
+        shield()
         status = R.INTERRUPTED
         if files is not None:
             files.epochs.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
                                             "elapsed_s": elapsed_offset + time.perf_counter() - start})
     finally:
+        shield()
         if files is not None:
             files.close()
         relay.close()

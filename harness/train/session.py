@@ -26,6 +26,7 @@ from harness.train.lock import RunLock
 from harness.train.loop import train_loop
 from harness.train.prepare import load_data, prepare_backend
 from harness.train.progress import Progress
+from harness.train.signals import Interrupted, StopOnSignals
 from harness.train.rundir import ensure_writable, finish, now_iso, start_run
 
 EXIT_OK, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 3, 130
@@ -86,8 +87,7 @@ def _run_all(config: RunConfig, command: str, dist: D.Dist) -> tuple[int, list[P
                           f"{len(dataset.test_labels)} test images), {config.device}, seed {seed}"
                           f"{f', {dist.world_size} processes' if dist.distributed else ''} -> {run_dir}")
             with _writer_lock(run_dir, dist):
-                status = train_loop(config, prepared, dataset, run_dir, meta, seed, 1, 0.0, progress, dist)
-                _finish(run_dir, meta, status, dist)
+                status = _train_and_finish(config, prepared, dataset, run_dir, meta, seed, 1, 0.0, progress, dist)
             outcomes.append(RunOutcome(run_dir, status))  # every rank exits with the run's code
             if status == R.INTERRUPTED:
                 return EXIT_INTERRUPTED, _written(outcomes, dist)
@@ -223,11 +223,28 @@ def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str
         R.write_json(run_dir / R.RUN_JSON, meta)
     progress = Progress(config.quiet or not dist.is_writer)
     progress.line(f"resuming {run_dir} at epoch {first_epoch}/{config.epochs}")
-    status = R.COMPLETED
-    if first_epoch <= config.epochs:
-        status = train_loop(config, prepared, dataset, run_dir, meta, meta["seed"], first_epoch, elapsed, progress, dist)
-    _finish(run_dir, meta, status, dist)
+    status = _train_and_finish(config, prepared, dataset, run_dir, meta, meta["seed"], first_epoch, elapsed,
+                               progress, dist)
     return RunOutcome(run_dir, status).exit_code
+
+
+def _train_and_finish(config: RunConfig, prepared: Any, dataset: Any, run_dir: Path, meta: dict[str, Any], seed: int,
+                      first_epoch: int, elapsed: float, progress: Progress, dist: D.Dist) -> str:
+    """The epochs, then run.json's final status, with SIGTERM / Ctrl-C turned into an
+    interruption that is recorded whole (harness/train/signals.py: later signals wait)."""
+    with StopOnSignals() as signals:
+        status = R.COMPLETED
+        try:
+            if first_epoch <= config.epochs:
+                status = train_loop(config, prepared, dataset, run_dir, meta, seed, first_epoch, elapsed, progress, dist)
+        except Interrupted:  # a signal in the instant before the loop's own handlers: recorded all the same
+            status = R.INTERRUPTED
+        signals.shield()
+        _finish(run_dir, meta, status, dist)
+    if signals.ignored:
+        progress.line(f"bench: {', '.join(signals.ignored)} received while the run was being recorded: "
+                      f"the records were finished first")
+    return status
 
 
 def print_summary(run_dirs: list[Path]) -> None:
