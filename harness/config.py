@@ -111,8 +111,10 @@ class RunConfig:
     threads: int | None = setting(None, identity=True, positive=True,
                                   help="CPU threads for the framework and its BLAS (default: the framework's own)")
     results_dir: Path = setting(Path("results"), control=True, help="where run folders are created")
-    repeat: int = setting(1, positive=True, help="independent runs with seeds seed, seed+1, ...")
-    target_acc: float | None = setting(None, unit="fraction",
+    # Not identity, but fixed on resume: a resumed run is one run, and its time-to-target is
+    # for the target it started with.
+    repeat: int = setting(1, positive=True, resume_fixed=True, help="independent runs with seeds seed, seed+1, ...")
+    target_acc: float | None = setting(None, unit="fraction", resume_fixed=True,
                                        help="stop when test accuracy reaches this fraction and record the time "
                                             "(default: off)")
     quiet: bool = setting(False, control=True, help="no progress bars or per-epoch lines")
@@ -142,7 +144,7 @@ class RunConfig:
                                        help="seconds between utilisation samples")
     # Data-parallel over the processes a launcher started (harness/distributed/); batch_size
     # stays the GLOBAL batch. Not identity: the world size (run.json) is, and implies it.
-    distributed: bool = setting(False, help="data-parallel over the processes torchrun (torch) or mpiexec (chainer) "
+    distributed: bool = setting(False, resume_fixed=True, help="data-parallel over the processes torchrun (torch) or mpiexec (chainer) "
                                             "started; --batch-size stays the global batch. `bench launch` prints and "
                                             "runs the launcher line (default: off; on by itself under a launcher with "
                                             "more than one process)")
@@ -310,9 +312,17 @@ def identity_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def resume_conflicts(recorded: RunConfig, given: Mapping[str, Any]) -> list[str]:
-    """The flags in ``given`` that `--resume` refuses: a fixed setting with another value."""
+    """The flags in ``given`` that `--resume` refuses: a fixed setting with another value.
+    Every setting is either fixed or a control (tests/test_config.py), so none is ignored."""
     return [f"{SETTINGS[k].flag} {show_value(v)} (run has {show_value(getattr(recorded, k))})"
             for k, v in given.items() if k in RESUME_FIXED and _json_ready(v) != _json_ready(getattr(recorded, k))]
+
+
+def resume_changes(recorded: RunConfig, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The controls in ``given`` whose value differs from the run's: `--resume` applies them
+    to the rest of the run and records them in run.json's ``resumes`` entry."""
+    return {k: v for k, v in given.items()
+            if k in CONTROLS and _json_ready(v) != _json_ready(getattr(recorded, k))}
 
 
 # --- a mapping of settings (an experiment file, KEY=VALUE pairs) ------------------------------

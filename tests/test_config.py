@@ -52,7 +52,7 @@ def _run_actions():
 
 def test_every_setting_is_a_flag_and_every_flag_a_setting():
     by_dest = {a.dest: a for a in _run_actions()}
-    assert set(by_dest) == set(SETTINGS) | {"resume"}  # --resume is the one flag that is no setting
+    assert set(by_dest) == set(SETTINGS) | {"resume", "restart"}  # --resume and its --restart are no settings
     for name, s in SETTINGS.items():
         action = by_dest[name]
         assert action.option_strings == [s.flag] and action.default is None and action.help.startswith(s.help)
@@ -79,6 +79,8 @@ def test_roles_are_consistent():
     assert set(IDENTITY) <= set(RESUME_FIXED)  # a resumed run's epochs are all one configuration
     assert not set(IDENTITY) & set(CONTROLS) and not set(RESUME_FIXED) & set(CONTROLS)
     assert {"backends", "seed"} <= set(RESUME_FIXED) and {"quiet", "results_dir"} <= set(CONTROLS)
+    # --resume never ignores a flag: each setting is either refused when it differs, or applied
+    assert set(RESUME_FIXED) | set(CONTROLS) == set(SETTINGS)
 
 
 def test_identity():

@@ -94,3 +94,24 @@ def test_a_running_run_is_locked_and_a_killed_one_is_not(tmp_path):
 def _start_resume(run: Path) -> subprocess.Popen:
     return subprocess.Popen([BENCH, "run", "--resume", str(run), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_refuses_or_records_every_flag_given(tmp_path):
+    """Issue 13 item 7: --threads, --target-acc and --data-dir were dropped silently. A flag
+    given with --resume is now refused (the run's figures depend on it) or applied and
+    recorded in run.json's resumes entry."""
+    results = tmp_path / "results"
+    bench("run", *RUN, "--train-size", "64", "--epochs", "1", "--results-dir", str(results), check=True)
+    (run,) = run_dirs(results)
+    meta = json.loads((run / R.RUN_JSON).read_text())
+    meta["status"] = "interrupted"  # as a kill after the last commit leaves it
+    R.write_json(run / R.RUN_JSON, meta)
+    before = _snapshot(run)
+    for flags in (["--threads", "2"], ["--target-acc", "0.5"], ["--results-dir", str(tmp_path / "elsewhere")]):
+        refused = bench("run", "--resume", str(run), "--quiet", *flags)
+        assert refused.returncode == 2 and flags[0] in refused.stderr, (flags, refused.stderr)
+        assert _snapshot(run) == before
+    data = tmp_path / "moved-data"
+    bench("run", "--resume", str(run), "--quiet", "--threads", "1", "--data-dir", str(data), check=True)
+    meta = json.loads((run / R.RUN_JSON).read_text())
+    assert meta["status"] == "completed" and meta["resumes"][-1]["changed"] == {"data_dir": str(data)}

@@ -19,7 +19,7 @@ from typing import Any
 from harness import distributed as D
 from harness import schema as R
 from harness.backend import load_backend_class
-from harness.config import CONTROLS, RunConfig, resume_conflicts
+from harness.config import RunConfig, resume_changes, resume_conflicts
 from harness.errors import BenchError
 from harness.train.commit import check_resumable, read_checkpoint, restore_rows, set_aside
 from harness.train.lock import RunLock
@@ -160,9 +160,11 @@ def _resume_locked(run_dir: Path, meta: dict[str, Any], given: dict[str, Any], c
     if conflicts:
         raise BenchError(f"--resume {run_dir} conflicts with flags given: {'; '.join(conflicts)}. "
                          f"Drop those flags to continue the run as it was started")
-    for name in CONTROLS:  # how it runs now (quiet, --no-download, ...); the folder stays where it is
-        if name in given and name != "results_dir":
-            setattr(config, name, given[name])
+    changes = resume_changes(config, given)  # how it runs now (--data-dir, --no-download, ...)
+    if "results_dir" in changes and Path(changes.pop("results_dir")).resolve() != run_dir.parent.resolve():
+        raise BenchError(f"--results-dir has no effect with --resume: the run stays in {run_dir}; drop --results-dir")
+    for name, value in changes.items():
+        setattr(config, name, value)
     config.quiet = quiet
     config.validate()
     _check_world_size(run_dir, meta, config)
@@ -175,7 +177,7 @@ def _resume_locked(run_dir: Path, meta: dict[str, Any], given: dict[str, Any], c
     dist = _connect(dist_plan)
     try:
         with dist.abort_on_error():
-            return _resume(run_dir, meta, config, command, dist, restart)
+            return _resume(run_dir, meta, config, command, dist, restart, changes)
     finally:
         dist.comm.close()
 
@@ -194,7 +196,7 @@ def _check_world_size(run_dir: Path, meta: dict[str, Any], config: RunConfig) ->
 
 
 def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str, dist: D.Dist,
-            restart: bool) -> int:
+            restart: bool, changes: dict[str, Any]) -> int:
     with dist.rank0_first():
         dataset = load_data(config)
     prepared = prepare_backend(dist.rank_config(config), config.backends[0], meta["seed"], len(dataset.class_names))
@@ -208,6 +210,8 @@ def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str
     ranks = dist.describe_ranks(prepared.thread_settings) if dist.distributed else None
     if dist.is_writer:
         entry: dict[str, Any] = {"at": now_iso(), "from_epoch": first_epoch, "command": command}
+        if changes:  # controls given now that differ from the run's settings (which keep the start's)
+            entry["changed"] = changes
         if restart:  # the earlier attempt's files, renamed, never deleted
             entry["set_aside"] = set_aside(run_dir, ckpt, datetime.now().strftime("%Y%m%d-%H%M%S"))
             meta["time_to_target_s"] = None
