@@ -96,12 +96,16 @@ class TorchBackend:
             torch.cuda.set_device(self.device)
             # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
             torch.backends.cudnn.benchmark = True
-        return {
+        settings = {
             "device": str(self.device),
             "torch_num_threads": torch.get_num_threads(),
             "torch_num_interop_threads": torch.get_num_interop_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         }
+        if self.device.type == "cuda":  # how the harness finds this GPU in NVML (harness/measure/gpu_select.py)
+            props = torch.cuda.get_device_properties(self.device)
+            settings["pci_bus_id"] = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        return settings
 
     @staticmethod
     def _parse_device(device: str) -> torch.device:

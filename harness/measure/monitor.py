@@ -12,15 +12,17 @@ util.csv rows are flushed per sample (an OS write, no fsync) and fsync'd at epoc
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import psutil
 
 from harness.measure.energy import IDLE_BASELINE_S, EnergyMeter, joules_between
+from harness.measure.gpu_select import GpuIdentity, nvml_index
 from harness.measure.tegra import TegraGpu
 from harness.schema import CsvAppender, util_columns
 
@@ -80,10 +82,15 @@ class _Aggregate:
 
 
 class _Nvml:
-    """NVML handles for the visible GPUs; absent driver means no GPU columns."""
+    """NVML handles for the machine's GPUs; absent driver means no GPU columns.
+
+    Each figure is read by its own call: one that fails (power is unsupported on some boards,
+    a call can fail transiently) leaves that figure empty and the others read, and its first
+    error is kept in :attr:`errors` for run.json."""
 
     def __init__(self) -> None:
         self.handles: list[Any] = []
+        self.errors: dict[str, str] = {}
         try:
             import pynvml
 
@@ -96,21 +103,34 @@ class _Nvml:
     def __len__(self) -> int:
         return len(self.handles)
 
+    def _read(self, what: str, call: Callable[[], float]) -> float | None:
+        try:
+            return float(call())
+        except Exception as exc:  # pynvml.NVMLError and whatever a driver raises
+            self.errors.setdefault(f"nvml {what}", f"{type(exc).__name__}: {exc}")
+            return None
+
     def sample(self) -> list[GpuReading]:
+        nv = self.pynvml if self.handles else None
         out: list[GpuReading] = []
         for h in self.handles:
-            try:
-                util = float(self.pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
-                mem = self.pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20
-                power = self.pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0
-            except Exception:
-                out.append((None, None, None, None))
-                continue
-            try:
-                freq: float | None = float(self.pynvml.nvmlDeviceGetClockInfo(h, self.pynvml.NVML_CLOCK_GRAPHICS))
-            except Exception:
-                freq = None
+            util = self._read("utilisation", lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu)
+            mem = self._read("memory", lambda: nv.nvmlDeviceGetMemoryInfo(h).used / 2**20)
+            power = self._read("power", lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)
+            freq = self._read("clock", lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_GRAPHICS))
             out.append((util, mem, power, freq))
+        return out
+
+    def identities(self) -> list[GpuIdentity]:
+        """UUID and PCI bus id of each device, in NVML's order (to find the run's GPU)."""
+        out = []
+        for h in self.handles:
+            try:
+                uuid, bus = self.pynvml.nvmlDeviceGetUUID(h), self.pynvml.nvmlDeviceGetPciInfo(h).busId
+                out.append(GpuIdentity(_text(uuid), _text(bus)))
+            except Exception as exc:
+                self.errors.setdefault("nvml identity", f"{type(exc).__name__}: {exc}")
+                out.append(GpuIdentity("", ""))
         return out
 
     def close(self) -> None:
@@ -148,21 +168,28 @@ def open_gpus() -> "_Nvml | _Tegra":
     return _Tegra(tegra) if tegra is not None else nvml
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class Monitor:
     """Context manager: ``with Monitor(path, gpu_index=0) as m: m.set_phase(1, "train")``.
 
-    ``gpu_index`` picks the GPU whose figures go into the epoch aggregates (the run's
-    device); util.csv keeps every GPU. ``take_epoch()`` returns and resets the aggregates.
+    ``gpu_index`` is the run's CUDA device ordinal and ``gpu_pci_bus_id`` its PCI bus id (as
+    the backend reports it): together they pick the NVML device whose figures go into the
+    epoch aggregates (harness/measure/gpu_select.py); util.csv keeps every GPU.
+    ``take_epoch()`` returns and resets the aggregates. A sample that fails does not stop
+    sampling: its first error per source is kept in :attr:`errors` (run.json records them).
     ``energy=True`` (rank 0) opens the energy meters and measures the idle baseline on entry;
     ``energy_info()`` is what run.json records about them.
     """
 
     def __init__(self, path: Path | None, *, interval_s: float = 0.5, gpu_index: int | None = None,
                  rank: int = 0, start_time: float | None = None, elapsed_offset_s: float = 0.0,
-                 energy: bool | None = None, idle_baseline_s: float = IDLE_BASELINE_S) -> None:
+                 energy: bool | None = None, idle_baseline_s: float = IDLE_BASELINE_S,
+                 gpu_pci_bus_id: str | None = None) -> None:
         self.path = path
         self.interval_s = interval_s
-        self.gpu_index = gpu_index
         self.rank = rank
         self.start = start_time if start_time is not None else time.perf_counter()
         self.elapsed_offset_s = elapsed_offset_s
@@ -174,6 +201,11 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._process = psutil.Process()
         self._gpus = open_gpus()
+        self.gpu_index = gpu_index  # a Jetson's integrated GPU is GPU 0 = cuda:0
+        if isinstance(self._gpus, _Nvml) and self._gpus.handles:
+            self.gpu_index = nvml_index(gpu_index, self._gpus.identities(), pci_bus_id=gpu_pci_bus_id,
+                                        visible=os.environ.get("CUDA_VISIBLE_DEVICES"))
+        self._errors: dict[str, str] = {}
         self._meter = EnergyMeter.open() if (rank == 0 if energy is None else energy) else None
         self._idle_baseline_s = idle_baseline_s
         self._marks: dict[str, dict[str, float]] = {}  # energy snapshot at each phase start
@@ -250,6 +282,11 @@ class Monitor:
                 out["train_energy_j"] = joules_between(train, evaluation)["total"]
         return out
 
+    @property
+    def errors(self) -> dict[str, str]:
+        """The first error of each source that failed while sampling (empty when none did)."""
+        return self._errors | getattr(self._gpus, "errors", {})
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self._sample()
@@ -263,7 +300,10 @@ class Monitor:
             if dt < MIN_INTERVAL_S:
                 return
             self._last_sample = now
-            self._sample_locked(dt)
+            try:
+                self._sample_locked(dt)
+            except Exception as exc:  # a failing source must neither stop the sampler nor the run
+                self._errors.setdefault("sampler", f"{type(exc).__name__}: {exc}")
             self._cost_s += time.perf_counter() - now
 
     def _process_cpu_s(self) -> float:
@@ -313,7 +353,7 @@ class Monitor:
         self._agg.rss_peak_mb = max(self._agg.rss_peak_mb, rss_mb)
         if self.gpu_index is not None and self.gpu_index < len(gpu):
             util, mem, _, _ = gpu[self.gpu_index]
-            if util is not None:
+            if util is not None and self.phase == "train":  # as the CPU figures: training only
                 self._agg.gpu_util.append((util, dt))
             if mem is not None:
                 self._agg.gpu_mem_peak_mb = max(self._agg.gpu_mem_peak_mb or 0.0, mem)

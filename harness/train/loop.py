@@ -135,10 +135,12 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
     start = time.perf_counter()
     status = R.COMPLETED
     epoch = first_epoch
+    monitor = Monitor(relay.monitor_path, interval_s=config.sample_interval_s,
+                      gpu_index=_gpu_index(dist.rank_config(config).device),
+                      gpu_pci_bus_id=prepared.thread_settings.get("pci_bus_id"),
+                      rank=dist.rank, start_time=start, elapsed_offset_s=elapsed_offset)
     try:
-        with Monitor(relay.monitor_path, interval_s=config.sample_interval_s,
-                     gpu_index=_gpu_index(dist.rank_config(config).device),
-                     rank=dist.rank, start_time=start, elapsed_offset_s=elapsed_offset) as monitor:
+        with monitor:
             if files is not None:
                 meta["energy"] = monitor.energy_info()
             for epoch in range(first_epoch, config.epochs + 1):
@@ -180,6 +182,8 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                                             "elapsed_s": elapsed_offset + time.perf_counter() - start})
     finally:
         shield()
+        if monitor.errors:  # a source that failed while sampling (the rest kept sampling)
+            meta.setdefault("sampling_errors", {}).update(monitor.errors)
         if files is not None:
             files.close()
         relay.close()
