@@ -9,6 +9,7 @@ a divergence or a signal.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from harness.backend import Backend, EvalStats, StepCallback, TrainStats
 from harness.config import RunConfig, lr_at
 from harness.data.dataset import Dataset
 from harness.distributed import LOCAL, Dist, UtilRelay, combine_epoch, epoch_part, per_rank_record, state_digest
-from harness.errors import Diverged
+from harness.errors import BenchError, Diverged
 from harness.measure.monitor import Monitor
 from harness.train.commit import RunFiles, commit_epoch, target_reached
 from harness.train.prepare import Prepared
@@ -180,6 +181,15 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
         if files is not None:
             files.epochs.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
                                             "elapsed_s": elapsed_offset + time.perf_counter() - start})
+    except (BenchError, OSError):
+        # A write that failed (a full disk) or another problem the user can fix: the epochs
+        # committed so far stand; session.py records the run as interrupted and says how to resume.
+        shield()
+        if files is not None:
+            with contextlib.suppress(BenchError, OSError):  # the disk may still be full
+                files.epochs.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
+                                                "elapsed_s": elapsed_offset + time.perf_counter() - start})
+        raise
     finally:
         shield()
         if monitor.errors:  # a source that failed while sampling (the rest kept sampling)

@@ -11,6 +11,9 @@ steps; rank 0 creates the run folder and tells the others its name, and only ran
 from __future__ import annotations
 
 import contextlib
+import errno
+import shlex
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -236,6 +239,7 @@ def _train_and_finish(config: RunConfig, prepared: Any, dataset: Any, run_dir: P
                       first_epoch: int, elapsed: float, progress: Progress, dist: D.Dist) -> str:
     """The epochs, then run.json's final status, with SIGTERM / Ctrl-C turned into an
     interruption that is recorded whole (harness/train/signals.py: later signals wait)."""
+    problem: str | None = None
     with StopOnSignals() as signals:
         status = R.COMPLETED
         try:
@@ -243,12 +247,42 @@ def _train_and_finish(config: RunConfig, prepared: Any, dataset: Any, run_dir: P
                 status = train_loop(config, prepared, dataset, run_dir, meta, seed, first_epoch, elapsed, progress, dist)
         except Interrupted:  # a signal in the instant before the loop's own handlers: recorded all the same
             status = R.INTERRUPTED
+        except (BenchError, OSError) as exc:  # a full disk, a file that cannot be written: the user's to fix
+            status, problem = R.INTERRUPTED, _one_line(exc)
+            meta["error"] = problem
+        except Exception as exc:  # a bug: recorded as failed, and its traceback shown
+            signals.shield()
+            meta["error"] = f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(BenchError, OSError):
+                _finish(run_dir, meta, R.FAILED, dist)
+            raise
         signals.shield()
-        _finish(run_dir, meta, status, dist)
+        try:
+            _finish(run_dir, meta, status, dist)
+        except (BenchError, OSError) as exc:  # run.json itself cannot be written (the disk is full)
+            if problem is None:
+                raise
+            problem += f"; run.json could not be updated either ({_one_line(exc)})"
     if signals.ignored:
         progress.line(f"bench: {', '.join(signals.ignored)} received while the run was being recorded: "
                       f"the records were finished first")
+    if problem is not None:
+        done = meta.get("epochs_completed") or 0
+        raise BenchError(f"{problem}. The run is saved up to epoch {done}; once that is fixed, continue it with: "
+                         f"bench run --resume {shlex.quote(str(run_dir))}")
     return status
+
+
+def _one_line(exc: BaseException) -> str:
+    """A failed write as one line: the file, the reason and, for a full disk, the free space."""
+    if isinstance(exc, BenchError) or not isinstance(exc, OSError):
+        return str(exc)
+    where = exc.filename or "a file of the run"
+    text = f"cannot write {where}: {exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename:
+        with contextlib.suppress(OSError):
+            text += f" ({shutil.disk_usage(Path(exc.filename).parent).free / 2**20:.1f} MiB free there)"
+    return text
 
 
 def print_summary(run_dirs: list[Path]) -> None:
