@@ -267,9 +267,8 @@ def _train_and_finish(config: RunConfig, prepared: Any, dataset: Any, run_dir: P
         progress.line(f"bench: {', '.join(signals.ignored)} received while the run was being recorded: "
                       f"the records were finished first")
     if problem is not None:
-        done = meta.get("epochs_completed") or 0
-        raise BenchError(f"{problem}. The run is saved up to epoch {done}; once that is fixed, continue it with: "
-                         f"bench run --resume {shlex.quote(str(run_dir))}")
+        raise BenchError(f"{problem}. The epochs committed so far are kept; once that is fixed, continue the run "
+                         f"with: bench run --resume {shlex.quote(str(run_dir))}")
     return status
 
 
