@@ -3,7 +3,6 @@ exit code of `bench launch` is rank 0's, and a divergence is recorded, not a cra
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 
