@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from harness import results as R
+from harness import schema as R
 from harness.distributed.outcome import RESULT_ENV, rank_exit
 from tests.conftest import bench, run_dirs
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import results as R
+from harness import schema as R
 from tests.conftest import BENCH, bench, run_dirs
 
 RUN = ["--backend", "torch", "--model", "resnet8", "--dataset", "synthetic", "--train-size", "256",

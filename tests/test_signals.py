@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import results as R
+from harness import schema as R
 from tests.conftest import BENCH, run_dirs
 
 LONG = ["--backend", "torch", "--model", "resnet8", "--dataset", "synthetic", "--train-size", "256",

@@ -142,6 +142,16 @@ def _size(path: Path) -> int:
         return 0
 
 
+def move_aside(path: Path, target: Path) -> None:
+    """Rename ``path`` to ``target`` in the same folder, never over an existing file, and fsync
+    the folder (``--restart`` keeps an earlier attempt's files this way, never deleting them)."""
+    path, target = Path(path), Path(target)
+    if target.exists():
+        raise FileExistsError(errno.EEXIST, "a file of that name is already there", str(target))
+    os.rename(path, target)
+    fsync_dir(target.parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` by ``data``: readers see the old file or the new one, never half."""
     with atomic_path(path) as tmp:

@@ -101,6 +101,7 @@ class RunMeta(TypedDict, total=False):
     # the energy meters read (harness/measure/energy.py EnergyMeter.describe): sources, domains with
     # their method (counter/sampled), idle baseline, or ``available: false`` and why
     energy: dict[str, Any] | None
+    sampling_errors: dict[str, str]  # source -> its first error while sampling (harness/measure/monitor.py)
     # inference runs
     source: dict[str, Any]
     timing: dict[str, Any]

@@ -138,7 +138,6 @@ def set_aside(run_dir: Path, checkpoint: Path, stamp: str) -> list[str]:
     for path in (run_dir / R.EPOCHS_CSV, run_dir / R.UTIL_CSV, run_dir / R.CHECKPOINT_JSON, checkpoint):
         if path.is_file():
             target = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
-            os.replace(path, target)
+            R.move_aside(path, target)
             moved.append(target.name)
-    R._fsync_dir(run_dir)  # the renames survive a power cut
     return moved

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -113,6 +114,19 @@ def epoch_line(backend: str, epochs: int, row: Mapping[str, Any]) -> str:
 
 # --- the loop ------------------------------------------------------------------------------
 
+def _release(exc: BaseException) -> None:
+    """Drop the locals of the frames a failed write left in ``exc``'s chain. A framework
+    writer that failed on a full disk (torch.save's zip writer) still holds its deleted
+    temporary open from there, so the space it took is not free again until they go; the
+    interrupted row and run.json need a little of it."""
+    seen: set[int] = set()
+    chained: BaseException | None = exc
+    while chained is not None and id(chained) not in seen:
+        seen.add(id(chained))
+        traceback.clear_frames(chained.__traceback__)  # frames still running are left as they are
+        chained = chained.__cause__ or chained.__context__
+
+
 def _gpu_index(device: str) -> int | None:
     return parse_device(device).ordinal
 
@@ -181,10 +195,11 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
         if files is not None:
             files.epochs.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
                                             "elapsed_s": elapsed_offset + time.perf_counter() - start})
-    except (BenchError, OSError):
+    except (BenchError, OSError) as exc:
         # A write that failed (a full disk) or another problem the user can fix: the epochs
         # committed so far stand; session.py records the run as interrupted and says how to resume.
         shield()
+        _release(exc)
         if files is not None:
             with contextlib.suppress(BenchError, OSError):  # the disk may still be full
                 files.epochs.append(base_row | {"epoch": epoch, "status": R.INTERRUPTED,
