@@ -15,7 +15,8 @@ from harness.backend import EvalStats, TrainStats
 from harness.config import RunConfig
 from harness.errors import BenchError
 from harness.train import session
-from harness.train.commit import Checkpointed, RunFiles, commit_epoch, restore_rows
+from harness.train.commit import (Checkpointed, RunFiles, commit_epoch, pending_checkpoint, read_checkpoint, restore_rows,
+                                   settle_pending)
 from harness.train.loop import epoch_row
 from harness.train.prepare import prepare_backend
 from tests.conftest import bench, run_dirs
@@ -75,18 +76,41 @@ def test_commit_writes_each_file_only_after_the_one_before(tmp_path, monkeypatch
         monkeypatch.setattr(R, "write_json", lambda path, data: fail() if Path(path).name == name else real(path, data))
     meta: dict = {"epochs_completed": 0}
     # schema.atomic_path words a full disk under the checkpoint as DiskFull (one line, the file named)
-    error, message = (DiskFull, "checkpoint.pt: its filesystem is full") if failing == "checkpoint" else (OSError, "No space")
+    error, message = ((DiskFull, "checkpoint.pending-e1.pt: its filesystem is full") if failing == "checkpoint"
+                      else (OSError, "No space"))
     with pytest.raises(error, match=message):
         commit_epoch(files, prepared.backend, meta, row, _stamp, target_acc=None)
     files.close()
     done = STEPS[:STEPS.index(failing)]
-    assert files.checkpoint.is_file() == ("checkpoint" in done)
+    # the checkpoint waits under its pending name until checkpoint.json commits the epoch
+    pending = pending_checkpoint(files.checkpoint, 1)
+    assert pending.is_file() == (done == ["checkpoint"])
+    assert files.checkpoint.is_file() == ("checkpoint.json" in done)
     assert (tmp_path / R.CHECKPOINT_JSON).is_file() == ("checkpoint.json" in done)
     assert [r["epoch"] for r in R.read_epochs_rows(tmp_path / R.EPOCHS_CSV)] == (["1"] if "csv" in done else [])
     assert json.loads((tmp_path / R.RUN_JSON).read_text())["epochs_completed"] == 0  # run.json is last
     if "checkpoint.json" in done:  # it holds the whole row, timings included, for --resume
         state = json.loads((tmp_path / R.CHECKPOINT_JSON).read_text())
         assert state["epoch"] == 1 and state["row"]["harness_s"] >= 0 and state["row"]["elapsed_s"] == 10.0
+
+
+def test_a_kill_inside_the_commit_never_labels_a_checkpoint_with_the_wrong_epoch(tmp_path):
+    """A kill after the epoch-2 checkpoint is written but before checkpoint.json names epoch 2
+    must leave epoch 1's weights under epoch 1 (the pending file is dropped); a kill after
+    checkpoint.json but before the rename must finish the rename. Round 1 renamed the checkpoint
+    in place first: epoch 2's weights under checkpoint.json's epoch 1, and epoch 2 trained twice."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"epoch 1")
+    R.write_json(tmp_path / R.CHECKPOINT_JSON, {"epoch": 1, "elapsed_s": 1.0, "row": {}})
+    pending_checkpoint(checkpoint, 2).write_bytes(b"epoch 2")  # killed before checkpoint.json
+    settle_pending(tmp_path, checkpoint)
+    assert checkpoint.read_bytes() == b"epoch 1" and not pending_checkpoint(checkpoint, 2).exists()
+
+    pending_checkpoint(checkpoint, 2).write_bytes(b"epoch 2")
+    R.write_json(tmp_path / R.CHECKPOINT_JSON, {"epoch": 2, "elapsed_s": 2.0, "row": {}})  # killed before the rename
+    settle_pending(tmp_path, checkpoint)
+    assert checkpoint.read_bytes() == b"epoch 2" and not pending_checkpoint(checkpoint, 2).exists()
+    assert read_checkpoint(tmp_path, checkpoint).epoch == 2
 
 
 @pytest.mark.parametrize("csv_epochs", [[1], [1, 2]])

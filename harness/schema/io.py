@@ -152,6 +152,14 @@ def move_aside(path: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def promote(path: Path, target: Path) -> None:
+    """Rename ``path`` over ``target`` in the same folder and fsync the folder: the second half
+    of a two-step commit whose first half (``path``, written by :func:`atomic_path`) is already
+    durable (the epoch commit's checkpoint, harness/train/commit.py)."""
+    os.replace(path, target)
+    fsync_dir(Path(target).parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` by ``data``: readers see the old file or the new one, never half."""
     with atomic_path(path) as tmp:

@@ -1,10 +1,16 @@
 """Committing an epoch, and reading the commit back on --resume.
 
-:func:`commit_epoch` writes checkpoint -> checkpoint.json (which holds the epoch's row) ->
-the epochs.csv row -> run.json, each only after the one before is in place, so ``kill -9``
-at any point leaves the folder resumable: :func:`read_checkpoint` gives the epoch to continue
-after, and :func:`restore_rows` cuts epochs.csv back to it, restoring the row of a kill that
-came between checkpoint.json and the CSV append. Every completed epoch then has exactly one row.
+:func:`commit_epoch` writes the checkpoint beside the current one (``checkpoint.pending-eK``)
+-> checkpoint.json (which holds the epoch's row: the commit point) -> renames the pending
+checkpoint into place -> the epochs.csv row -> run.json, each only after the one before is in
+place, so ``kill -9`` at any point leaves the folder resumable. The pending name carries the
+epoch, so a resume can tell a checkpoint whose epoch was committed (checkpoint.json names that
+epoch: finish the rename, :func:`settle_pending`) from one whose epoch was not (delete it: the
+previous checkpoint is whole and matches checkpoint.json). Renaming the checkpoint in place
+first would leave epoch K's weights under checkpoint.json's K-1 after a kill between the two,
+and the resumed run would train epoch K twice. :func:`read_checkpoint` gives the epoch to
+continue after, and :func:`restore_rows` cuts epochs.csv back to it, restoring the row of a kill
+that came between checkpoint.json and the CSV append. Every completed epoch then has exactly one row.
 """
 from __future__ import annotations
 
@@ -36,11 +42,13 @@ class RunFiles:
         return cls(run_dir, run_dir / f"checkpoint{checkpoint_suffix}",
                    R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)))
 
-    def save_checkpoint(self, backend: Backend) -> None:
-        """Written beside, then renamed into place (schema.atomic_path: file and folder fsync'd,
-        the temporary removed on any error): a kill leaves the previous checkpoint whole."""
-        with R.atomic_path(self.checkpoint) as tmp:
+    def save_pending(self, backend: Backend, epoch: int) -> Path:
+        """The epoch's checkpoint, durable under its pending name (schema.atomic_path: file and
+        folder fsync'd, the temporary removed on any error); the current one stays whole."""
+        pending = pending_checkpoint(self.checkpoint, epoch)
+        with R.atomic_path(pending) as tmp:
             backend.save_checkpoint(tmp)
+        return pending
 
     def close(self) -> None:
         self.epochs.close()
@@ -65,17 +73,37 @@ def commit_epoch(files: RunFiles | None, backend: Backend, meta: dict[str, Any],
     keep ``meta`` in step but write nothing.
     """
     t0 = time.perf_counter()
-    if files is not None:
-        files.save_checkpoint(backend)
+    pending = files.save_pending(backend, row["epoch"]) if files is not None else None
     row.update(stamp(time.perf_counter() - t0))
     record_epoch(meta, row, target_acc)
-    if files is not None:
+    if files is not None and pending is not None:
         R.write_json(files.run_dir / R.CHECKPOINT_JSON, {"epoch": row["epoch"], "elapsed_s": row["elapsed_s"], "row": row})
+        R.promote(pending, files.checkpoint)  # after the commit point: settle_pending redoes it after a kill
         files.epochs.append(row)
         R.write_json(files.run_dir / R.RUN_JSON, meta)
 
 
+def pending_checkpoint(checkpoint: Path, epoch: int) -> Path:
+    """Where epoch ``epoch``'s checkpoint waits for its commit: checkpoint.pending-e3.pt."""
+    return checkpoint.with_name(f"{checkpoint.stem}.pending-e{epoch}{checkpoint.suffix}")
+
+
 # --- the other side: --resume ----------------------------------------------------------------
+
+def settle_pending(run_dir: Path, checkpoint: Path) -> None:
+    """Finish or undo an epoch commit a kill interrupted (rank 0, before anyone loads): the
+    pending checkpoint of the epoch checkpoint.json names is renamed into place; any other
+    pending checkpoint belongs to an epoch that was never committed and is removed."""
+    committed: int | None = None
+    try:
+        committed = int(json.loads((run_dir / R.CHECKPOINT_JSON).read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no commit yet (or damaged: read_checkpoint says so)
+    for pending in sorted(run_dir.glob(f"{checkpoint.stem}.pending-e*{checkpoint.suffix}")):
+        if committed is not None and pending == pending_checkpoint(checkpoint, committed):
+            R.promote(pending, checkpoint)
+        else:
+            pending.unlink()
 
 @dataclass
 class Checkpointed:

@@ -24,7 +24,7 @@ from harness import schema as R
 from harness.backend import load_backend_class
 from harness.config import RunConfig, resume_changes, resume_conflicts
 from harness.errors import BenchError
-from harness.train.commit import check_resumable, read_checkpoint, restore_rows, set_aside
+from harness.train.commit import check_resumable, read_checkpoint, restore_rows, set_aside, settle_pending
 from harness.train.lock import RunLock
 from harness.train.loop import train_loop
 from harness.train.prepare import load_data, prepare_backend
@@ -174,6 +174,7 @@ def _resume_locked(run_dir: Path, meta: dict[str, Any], given: dict[str, Any], c
     dist_plan = D.plan(config)
     checkpoint = run_dir / f"checkpoint{load_backend_class(config.backends[0]).checkpoint_suffix}"
     if writer:
+        settle_pending(run_dir, checkpoint)  # an epoch commit a kill interrupted, finished or undone
         if not restart:
             check_resumable(run_dir, checkpoint, meta)  # refused: the folder as it was
         ensure_writable(run_dir)
