@@ -29,6 +29,7 @@ from harness.device import parse_device
 from harness.errors import BenchError
 
 OPTIMIZERS = ("sgd", "adam")
+AUTO_DEVICE = "auto"  # cuda when the backend can use it, else cpu: resolved in the run's own process
 SCHEDULES = ("cosine", "step", "constant")
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3}  # He et al. 2016 (SGD 0.1); Kingma & Ba 2015 (Adam 1e-3)
 
@@ -89,7 +90,9 @@ class RunConfig:
         choices=tuple(n for n, e in BACKENDS.items() if e.supports_training), resume_fixed=True,
         help="framework to train; repeat the flag to run several, each in its own process (inference-only "
              "backends such as onnxruntime: `bench export RUN_DIR`, then `bench infer RUN_DIR --backend NAME`)")
-    device: str = setting("cpu", identity=True, help="cpu, cuda or cuda:N (Chainer: cuda means CuPy)")
+    device: str = setting("cpu", identity=True,
+                          help="cpu, cuda, cuda:N (Chainer: cuda means CuPy) or auto: cuda when the backend can use "
+                               "it here, else cpu (the comparison key keeps auto; run.json the device used)")
     model: str = setting("resnet20", identity=True, choices=tuple(MODELS), metavar="MODEL",
                          help=f"one of {', '.join(MODELS)}")
     dataset: str = setting("synthetic", identity=True, help="cifar10, synthetic (no download) or imagefolder:PATH")
@@ -198,7 +201,7 @@ class RunConfig:
         if len(set(self.backends)) != len(self.backends):
             raise BenchError("a backend is listed twice in --backend: list each once")
         info = model_info(self.model)
-        _check_device(self.device)
+        check_device(self.device)
         if not (self.dataset in ("cifar10", "synthetic") or self.dataset.startswith("imagefolder:")):
             raise BenchError(f"unknown dataset {self.dataset!r}: choose cifar10, synthetic or imagefolder:PATH")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
@@ -339,6 +342,11 @@ def _keys() -> dict[str, str]:
 _KEYS = _keys()
 
 
+def setting_name(key: str) -> str | None:
+    """The field a mapping key names (``batch-size``, ``--batch_size``, ``backend``), or None."""
+    return _KEYS.get(str(key).strip().lstrip("-").replace("-", "_"))
+
+
 def parse_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     """``values`` (keys as in :meth:`RunConfig.from_mapping`) as typed field values. An
     unknown key, a key given twice, a value of the wrong type or not among the choices is a
@@ -425,7 +433,8 @@ def _problem(s: Setting, value: Any) -> str | None:
         return f"must be a positive number of {s.unit}, got {value}" if s.unit else f"must be positive, got {value}"
     return None
 
-def _check_device(device: str) -> None:
+    if device == AUTO_DEVICE:  # resolved in the run's own process (harness/train/prepare.py)
+        return
     parse_device(device)  # BenchError for a bad spelling
 
 

@@ -52,7 +52,9 @@ def _run_actions():
 
 def test_every_setting_is_a_flag_and_every_flag_a_setting():
     by_dest = {a.dest: a for a in _run_actions()}
-    assert set(by_dest) == set(SETTINGS) | {"resume", "restart"}  # --resume and its --restart are no settings
+    # the flags that are no setting: which run folder to continue (and --restart), which experiment
+    # file, list its cells instead of running them, and --repeat auto's stopping rule (harness/experiments/)
+    assert set(by_dest) == set(SETTINGS) | {"resume", "restart", "config", "dry_run", "repeat_rsd", "repeat_max"}
     for name, s in SETTINGS.items():
         action = by_dest[name]
         assert action.option_strings == [s.flag] and action.default is None and action.help.startswith(s.help)

@@ -21,7 +21,8 @@ from harness.data.stream import eval_stream
 from harness.errors import BenchError
 from harness.infer import (DEFAULT_BATCH_SIZES, Loaded, Source, accuracy, file_sha256,
                            load_model, pick_image, resolve_source, run_config, time_predict, top5)
-from harness.train.prepare import load_data
+from harness.experiments import context
+from harness.train.prepare import load_data, resolve_device
 from harness.train.rundir import ensure_writable, new_run_dir, now_iso
 from harness.measure.sysinfo import machine_info
 
@@ -60,6 +61,7 @@ def infer_command(path: Path, opts: InferOptions, command: str) -> Path:
     ensure_writable(opts.results_dir)
     source = resolve_source(path, backend=opts.backend, run=opts.run)
     config = run_config(source, opts.data_dir)
+    opts.device = resolve_device(opts.device, source.backend)  # auto -> cuda when the backend can use it, else cpu
     dataset = load_data(config)
     _check_dataset(source, dataset)
     loaded = load_model(source, config, device=opts.device, threads=opts.threads)
@@ -134,6 +136,7 @@ def _infer_meta(run_dir: Path, source: Source, config: RunConfig, dataset: Datas
         timing={"what": "one backend.predict() call: uint8 NHWC in, logits on the host out",
                 "warmup_calls": opts.warmup, "timed_calls": opts.iters, "clock": "time.perf_counter"},
         accuracy=None, prediction=None,
+        **context.infer_meta(),  # key, experiment and startup_s when a suite started it
     )
 
 
@@ -172,7 +175,7 @@ def add_parser(sub: Any) -> None:
       help="a run folder, or checkpoint.pt / checkpoint.npz / model.onnx (in a run folder, or see --run)")
     a("--backend", choices=list(REGISTRY),
       help="backend to run it (default: the run's, or the file's: .pt torch, .npz chainer, .onnx onnxruntime)")
-    a("--device", default=d.device, help=f"cpu, cuda or cuda:N (default: {d.device})")
+    a("--device", default=d.device, help=f"cpu, cuda, cuda:N or auto (cuda when usable, else cpu; default: {d.device})")
     a("--batch-sizes", type=_batch_sizes, default=d.batch_sizes, metavar="N,N,...",
       help=f"batch sizes to time (default: {','.join(map(str, DEFAULT_BATCH_SIZES))})")
     g = p.add_mutually_exclusive_group()

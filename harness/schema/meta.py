@@ -102,6 +102,13 @@ class RunMeta(TypedDict, total=False):
     # their method (counter/sampled), idle baseline, or ``available: false`` and why
     energy: dict[str, Any] | None
     sampling_errors: dict[str, str]  # source -> its first error while sampling (harness/measure/monitor.py)
+    # started from an experiment or by a suite's runner (harness/experiments/, EXPERIMENTS.md);
+    # a run started by hand has experiment "adhoc" version 0 and no startup_s
+    key: str  # the comparison key: same experiment + settings -> same key on any machine
+    experiment: dict[str, Any]  # name, version, kind, file, sha256, cell, suite, repeat, attempt
+    device_requested: str  # as asked (auto); settings.device is the device used
+    startup_s: float | None  # parent's spawn -> framework imported (process start + imports)
+    repeats: dict[str, Any]  # --repeat auto: repeats taken, final RSD, why they stopped
     # inference runs
     source: dict[str, Any]
     timing: dict[str, Any]
@@ -152,7 +159,7 @@ _TYPES: dict[str, type] = {
     "schema_version": int, "kind": str, "run_id": str, "status": str, "command": str,
     "settings": dict, "machine": dict, "threads": dict, "backend": dict, "model": dict, "dataset": dict,
     "distributed": dict, "energy": dict, "source": dict, "resumes": list, "epochs_completed": int, "repeat_index": int,
-    "world_size": int,
+    "world_size": int, "key": str, "experiment": dict,
 }
 
 

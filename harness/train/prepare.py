@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.backend import Backend, InputSpec, ModelSpec, OptimSpec, create_backend
 from harness.catalogue import model_info
-from harness.config import RunConfig
+from harness.config import AUTO_DEVICE, RunConfig
 from harness.data import load_dataset
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
@@ -19,6 +19,15 @@ from harness.init_weights import initial_state
 from harness.measure.allocator import tune_malloc
 from harness.measure.flops import train_flops_per_image
 from harness.weights import apply as apply_weights
+
+
+def resolve_device(requested: str, backend: str) -> str:
+    """``auto`` -> the backend's first usable CUDA device, else ``cpu``; anything else as given
+    (an unusable explicit device still fails in configure: no silent fallback)."""
+    if requested != AUTO_DEVICE:
+        return requested
+    usable = [d.name for d in create_backend(backend).devices() if d.usable and d.name.startswith("cuda")]
+    return "cuda" if usable else "cpu"
 
 
 def load_data(config: RunConfig) -> Dataset:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,17 @@ from harness.schema.meta import now_iso
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
+from harness.experiments import context
 from harness.measure.sysinfo import machine_info
 from harness.train.prepare import Prepared
+
+
+@dataclass(frozen=True)
+class Origin:
+    """How this run was started: seconds from the parent's spawn to the framework imported
+    (None: started by hand) and the device asked for (``auto`` before it was resolved)."""
+    startup_s: float | None
+    device_requested: str
 
 
 def ensure_writable(folder: Path) -> None:
@@ -55,12 +65,18 @@ def _bn_statistics(config: RunConfig) -> str:
 
 def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, command: str,
               dataset: Dataset, prepared: Prepared,
-              distributed: R.DistributedSection | None = None) -> tuple[Path, R.RunMeta]:
+              distributed: R.DistributedSection | None = None,
+              origin: Origin | None = None) -> tuple[Path, R.RunMeta]:
     """Create the run folder and run.json. ``distributed``: run.json's section for a
-    distributed run (harness.distributed.Dist.run_meta; rank 0 alone calls this)."""
+    distributed run (harness.distributed.Dist.run_meta; rank 0 alone calls this).
+    ``origin``: the device requested (``auto``) and process start + imports when a parent
+    spawned this run (harness/experiments/context.py gives the comparison key and experiment)."""
     run_dir = new_run_dir(config.results_dir, name, config.model)
     total, trainable = prepared.backend.param_count()
     settings = config.settings()
+    origin = origin or Origin(None, config.device)
+    experiment = context.run_meta(settings, backend=name, world_size=distributed["world_size"] if distributed else 1,
+                                  device_requested=origin.device_requested, started=origin.startup_s)
     settings.update(backend=name, seed=seed)
     settings.pop("backends", None)
     meta = R.build_meta(
@@ -79,6 +95,7 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
         world_size=distributed["world_size"] if distributed else 1,
         target_acc=config.target_acc, time_to_target_s=None, epochs_completed=0, resumes=[],
         **({"distributed": distributed} if distributed else {}),
+        **experiment,  # key, experiment, device_requested, startup_s (harness/experiments/context.py)
     )
     R.write_json(run_dir / R.RUN_JSON, meta)
     return run_dir, meta

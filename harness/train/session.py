@@ -24,13 +24,14 @@ from harness import schema as R
 from harness.backend import load_backend_class
 from harness.config import RunConfig, resume_changes, resume_conflicts
 from harness.errors import BenchError
+from harness.experiments import context
 from harness.train.commit import check_resumable, read_checkpoint, restore_rows, set_aside, settle_pending
 from harness.train.lock import RunLock
 from harness.train.loop import train_loop
-from harness.train.prepare import load_data, prepare_backend
+from harness.train.prepare import load_data, prepare_backend, resolve_device
 from harness.train.progress import Progress
 from harness.train.signals import Interrupted, StopOnSignals
-from harness.train.rundir import ensure_writable, finish, now_iso, start_run
+from harness.train.rundir import Origin, ensure_writable, finish, now_iso, start_run
 
 EXIT_OK, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 3, 130
 
@@ -48,6 +49,8 @@ class RunOutcome:
 def run_command(config: RunConfig, command: str) -> tuple[int, list[Path]]:
     """Run every (repeat, backend) pair; returns (exit code, run folders)."""
     config.validate()
+    requested = config.device
+    config.device = resolve_device(config.device, config.backends[0])  # auto -> cuda or cpu (imports the framework)
     dist_plan = D.plan(config)  # None: one process; BenchError: wrong launcher, batch not divisible
     if dist_plan is not None:
         config.distributed = True  # also when only the launcher's environment said so
@@ -56,10 +59,12 @@ def run_command(config: RunConfig, command: str) -> tuple[int, list[Path]]:
         ensure_writable(config.results_dir)
     for name in config.backends:  # a missing framework fails before any data is loaded
         load_backend_class(name)
+    # spawned by a parent (harness/experiments/runner.py): process start + imports; device auto -> the one used
+    origin = Origin(startup_s=context.startup_s(), device_requested=requested)
     dist = _connect(dist_plan)
     try:
         with dist.abort_on_error():
-            return _run_all(config, command, dist)
+            return _run_all(config, command, dist, origin)
     finally:
         dist.comm.close()
 
@@ -74,7 +79,7 @@ def _connect(dist_plan: D.Plan | None) -> D.Dist:
     return dist
 
 
-def _run_all(config: RunConfig, command: str, dist: D.Dist) -> tuple[int, list[Path]]:
+def _run_all(config: RunConfig, command: str, dist: D.Dist, origin: Origin) -> tuple[int, list[Path]]:
     with dist.rank0_first():  # a download or cache is written by one process
         dataset = load_data(config)
     progress = Progress(config.quiet or not dist.is_writer)
@@ -85,7 +90,8 @@ def _run_all(config: RunConfig, command: str, dist: D.Dist) -> tuple[int, list[P
             with dist.rank0_first() if config.weights != "none" else contextlib.nullcontext():
                 prepared = prepare_backend(dist.rank_config(config), name, seed, len(dataset.class_names))
             dist.comm.wrap(prepared.backend)
-            run_dir, meta = _start(config, name, seed, repeat, command, dataset, prepared, dist)
+            run_dir, meta = _start(config, name, seed, context.repeat_index(repeat), command, dataset, prepared,
+                                   dist, origin)
             progress.line(f"{name}: {config.model} on {config.dataset} ({len(dataset.train_labels)} train / "
                           f"{len(dataset.test_labels)} test images), {config.device}, seed {seed}"
                           f"{f', {dist.world_size} processes' if dist.distributed else ''} -> {run_dir}")
@@ -109,13 +115,13 @@ def _written(outcomes: list[RunOutcome], dist: D.Dist) -> list[Path]:
 
 
 def _start(config: RunConfig, name: str, seed: int, repeat: int, command: str, dataset: Any,
-           prepared: Any, dist: D.Dist) -> tuple[Path, dict[str, Any]]:
+           prepared: Any, dist: D.Dist, origin: Origin) -> tuple[Path, dict[str, Any]]:
     """start_run on rank 0; the other ranks learn the folder's name from it (collective)."""
     ranks = dist.describe_ranks(prepared.thread_settings) if dist.distributed else None
     if not dist.is_writer:
         return config.results_dir / dist.comm.broadcast(None), {}
     run_dir, meta = start_run(config, name, seed, repeat, command, dataset, prepared,
-                              distributed=dist.run_meta(ranks) if ranks else None)
+                              distributed=dist.run_meta(ranks) if ranks else None, origin=origin)
     if dist.distributed:
         dist.comm.broadcast(run_dir.name)
     return run_dir, meta
