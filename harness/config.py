@@ -433,9 +433,16 @@ def _problem(s: Setting, value: Any) -> str | None:
         return f"must be a positive number of {s.unit}, got {value}" if s.unit else f"must be positive, got {value}"
     return None
 
-    if device == AUTO_DEVICE:  # resolved in the run's own process (harness/train/prepare.py)
+
+def check_device(device: str) -> None:
+    """A device spelling harness/device.py accepts, or ``auto`` (resolved in the run's own
+    process by harness/train/prepare.py resolve_device); BenchError otherwise."""
+    if device == AUTO_DEVICE:
         return
-    parse_device(device)  # BenchError for a bad spelling
+    try:
+        parse_device(device)
+    except BenchError:
+        raise BenchError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from None
 
 
 def lr_at(config: RunConfig, epoch: int) -> float:
