@@ -175,10 +175,14 @@ def _infer_cell(exp: Experiment, axes: dict[str, Any], mapping: dict[str, Any], 
     source = exp.source
     if processes != 1:
         raise BenchError(f"{source}: an infer cell runs in one process: drop processes")
+    # the backend of an infer cell may be inference-only (onnxruntime), which `bench run` refuses
+    backend_key = next((k for k in mapping if setting_name(k) == "backends"), None)
+    backend = mapping.pop(backend_key) if backend_key else "torch"
+    backend = backend[0] if isinstance(backend, list) else backend
+    if backend not in REGISTRY:
+        raise BenchError(f"{source}: backend {backend!r} is not one of {', '.join(REGISTRY)}")
     values = parse_mapping(mapping, source) | {k: v for k, v in overrides.items() if k in INFER_SETTINGS}
-    backend = values.get("backends", ["torch"])
-    backend = backend if isinstance(backend, list) else [backend]
-    values["backends"] = backend[:1]
+    values["backends"] = [backend]
     if "model" not in values:
         raise BenchError(f"{source}: an infer cell names its model (model = \"resnet20\"): the run it times has it")
     inf = dict(exp.infer)
