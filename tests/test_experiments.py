@@ -187,6 +187,7 @@ def test_flags_override_the_file_and_run_json_records_it(tmp_path):
 
 # --- the runner: crashes are recorded, the others go on; a suite resumes ------------------------
 
+@pytest.mark.timeout(900)  # several real bench processes in a row
 def test_failing_cells_do_not_stop_the_suite_and_a_rerun_skips_done_cells(tmp_path):
     suite = _write(tmp_path / "s.toml", f"""
 name = "t"
@@ -266,6 +267,7 @@ def test_repeat_rule_stops_on_a_stable_figure_and_on_the_cap():
     assert rsd([1.0]) is None and abs(rsd([9.0, 11.0]) - 0.1414) < 1e-3
 
 
+@pytest.mark.timeout(900)  # several real bench processes in a row
 @pytest.mark.parametrize("target, why", [("0.000001", "cap: 3 repeats"), ("0.9", "stable: RSD")])
 def test_repeat_auto_runs_each_repeat_in_its_own_process_until_it_stops(tmp_path, target, why):
     out = tmp_path / "results"
@@ -286,6 +288,7 @@ TINY_ARGS = ["--model", "resnet8", "--dataset", "synthetic", "--train-size", "64
 
 # --- issue 13 item 3: a figure does not depend on what ran before it ------------------------------
 
+@pytest.mark.timeout(900)  # several real bench processes in a row
 def test_chainer_peak_rss_is_the_same_alone_and_after_torch(tmp_path):
     args = ["--model", "resnet20", "--dataset", "synthetic", "--train-size", "256", "--test-size", "64",
             "--batch-size", "64", "--epochs", "1", "--threads", "1", "--quiet"]
