@@ -147,13 +147,66 @@ def test_imagefolder_without_test_evaluates_on_valid_and_limits_sizes(tmp_path):
         load_imagefolder(root, image_size=16, train_size=10)
 
 
-def test_truncated_image_is_named(tmp_path):
+def truncate(path: Path, keep: float = 0.5) -> None:
+    """Cut a written image file short, as an interrupted download leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def test_truncated_image_needs_allow_truncated_and_is_counted(tmp_path):
     root = make_tree(tmp_path / "dogs", splits=("train", "test"), per_class=1)
     bad = root / "train" / "collie" / "broken.jpg"
     write_image(bad, (64, 64), 5)
-    bad.write_bytes(bad.read_bytes()[:300])
-    with pytest.raises(BenchError, match=r"1 image\(s\) cannot be read: .*broken\.jpg"):
+    truncate(bad)
+    with pytest.raises(BenchError) as err:
         load_imagefolder(root, image_size=16)
+    message = str(err.value)
+    assert "\n" not in message and "broken.jpg" in message and "--allow-truncated" in message
+    assert message.startswith("1 image(s) are truncated")
+    ds = load_imagefolder(root, image_size=16, allow_truncated=True)
+    assert ds.train_images.shape[0] == 4
+    assert ds.identity["truncated_images"] == 1 and ds.identity["truncated_files"] == [str(bad)]
+    from PIL import ImageFile
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # the global is restored
+    assert load_imagefolder(make_tree(tmp_path / "ok", per_class=1), image_size=16).identity["truncated_images"] == 0
+
+
+def test_file_cut_in_its_header_is_unreadable_even_with_allow_truncated(tmp_path):
+    root = make_tree(tmp_path / "dogs", splits=("train", "test"), per_class=1)
+    bad = root / "train" / "collie" / "stub.jpg"
+    write_image(bad, (64, 64), 5)
+    bad.write_bytes(bad.read_bytes()[:300])
+    for allow in (False, True):
+        with pytest.raises(BenchError, match=r"1 image\(s\) cannot be read: .*stub\.jpg"):
+            load_imagefolder(root, image_size=16, allow_truncated=allow)
+
+
+def test_valid_and_test_are_separate_splits_with_their_own_limits(tmp_path):
+    root = make_tree(tmp_path / "dogs", per_class=4)
+    ds = load_imagefolder(root, image_size=16, train_size=6, test_size=5, valid_size=7)
+    assert ds.has_valid and ds.identity["valid_split"] == "valid" and ds.identity["test_split"] == "test"
+    assert (ds.train_images.shape[0], ds.valid_images.shape[0], ds.test_images.shape[0]) == (6, 7, 5)
+    assert ds.identity["valid_size"] == 7 and ds.preprocessed
+    only_valid = make_tree(tmp_path / "v", splits=("train", "valid"), per_class=1)
+    single = load_imagefolder(only_valid, image_size=16)
+    assert not single.has_valid and single.identity["test_split"] == "valid"  # evaluated every epoch, as before
+    with pytest.raises(BenchError, match="--valid-size limits .*beside test/"):
+        load_imagefolder(only_valid, image_size=16, valid_size=2)
+
+
+def test_eval_transform_and_whole_frames_at_decode(tmp_path):
+    root = make_tree(tmp_path / "dogs", splits=("train", "valid", "test"), per_class=2)
+    ds = load_imagefolder(root, image_size=16, resize_to=20, whole_frames=True)
+    test_path = sorted((root / "test").rglob("*.jpg"))
+    tf = pytest.importorskip("torchvision.transforms.functional")
+    refs = {np.asarray(tf.center_crop(tf.resize(Image.open(p).convert("RGB"), 20), 16)).tobytes() for p in test_path}
+    assert {im.tobytes() for im in ds.test_images} == refs  # Resize(20) + CenterCrop(16), exactly Pillow's
+    assert ds.train_images.shape == (6, 20, 20, 3)  # whole frames, stored at max(16, 20)
+    originals = {Image.open(p).size[::-1] for p in (root / "train").rglob("*.jpg")}
+    assert {tuple(f) for f in ds.train_frames} == originals
+    assert "whole frames" in ds.identity["train_storage"]
+    plain = load_imagefolder(root, image_size=16)
+    assert plain.train_frames is None and plain.train_images.shape[1:] == (16, 16, 3)
 
 
 def test_folder_structure_errors(tmp_path):

@@ -12,7 +12,11 @@ on the batch size, the number of ranks or which process asks.
   for an ImageNet ResNet (crops of an upscaled 32 px image mostly cut away the object).
 - ``random_resized_crop``: torchvision ``RandomResizedCrop(size, scale=(0.08, 1),
   ratio=(3/4, 4/3))`` + ``RandomHorizontalFlip(0.5)`` (Szegedy et al. 2015, "Inception"
-  crops), for transfer learning at 224 px.
+  crops), for transfer learning at 224 px. An image folder's training pictures are then
+  kept as whole frames (harness/data/imagefolder.py), so the crop is drawn from the full
+  picture, as torchvision does, not from a centre-cropped square.
+
+A rotation (harness/data/rotate.py, ``RandomRotation``) may come before any of them.
 """
 from __future__ import annotations
 
@@ -81,12 +85,19 @@ def apply_flip(images: np.ndarray, flip: np.ndarray) -> np.ndarray:
     return out
 
 
-def draw_resized_crop(rng: np.random.Generator, n: int, height: int, width: int,
+def draw_resized_crop(rng: np.random.Generator, n: int, height: int | np.ndarray, width: int | np.ndarray,
                       scale: tuple[float, float] = (0.08, 1.0),
                       ratio: tuple[float, float] = (3 / 4, 4 / 3), tries: int = 10) -> ResizedCrop:
-    """torchvision ``RandomResizedCrop.get_params`` for ``n`` images of one size at once:
-    up to ``tries`` boxes per image, the first that fits wins, else the central crop
-    clamped to the ratio range (torchvision/transforms/transforms.py)."""
+    """torchvision ``RandomResizedCrop.get_params`` for ``n`` images at once: up to
+    ``tries`` boxes per image, the first that fits wins, else the central crop clamped to
+    the ratio range (torchvision/transforms/transforms.py).
+
+    ``height``/``width`` are one image size for all, or (N,) arrays: each image's own
+    original size, so an image folder's photos are cropped in their own geometry (boxes
+    are in those pixels; :func:`apply_resized_crop` maps them onto the stored frame).
+    """
+    height = np.broadcast_to(np.asarray(height, dtype=np.int64), (n,))[:, None]
+    width = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))[:, None]
     area = height * width
     target_area = area * rng.uniform(scale[0], scale[1], size=(n, tries))
     aspect = np.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1]), size=(n, tries)))
@@ -97,14 +108,11 @@ def draw_resized_crop(rng: np.random.Generator, n: int, height: int, width: int,
     first = np.argmax(fits, axis=1)
     rows = np.arange(n)
     h, w = h[rows, first], w[rows, first]
+    height, width = height[:, 0], width[:, 0]
     # Fallback: whole image, cropped centrally to the nearest allowed aspect ratio.
     in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fb_w, fb_h = width, int(round(width / ratio[0]))
-    elif in_ratio > ratio[1]:
-        fb_w, fb_h = int(round(height * ratio[1])), height
-    else:
-        fb_w, fb_h = width, height
+    fb_w = np.where(in_ratio > ratio[1], np.round(height * ratio[1]), width).astype(np.int64)
+    fb_h = np.where(in_ratio < ratio[0], np.round(width / ratio[0]), height).astype(np.int64)
     h = np.where(found, h, fb_h)
     w = np.where(found, w, fb_w)
     u = rng.random((2, n))
@@ -113,14 +121,19 @@ def draw_resized_crop(rng: np.random.Generator, n: int, height: int, width: int,
     return ResizedCrop(top, left, h, w, rng.random(n) < 0.5)
 
 
-def apply_resized_crop(images: np.ndarray, params: ResizedCrop, out_size: int) -> np.ndarray:
+def apply_resized_crop(images: np.ndarray, params: ResizedCrop, out_size: int,
+                       frames: np.ndarray | None = None) -> np.ndarray:
     """Crop each image to its box and resize it to ``out_size`` (antialiased bilinear).
 
     Each image gets its own pair of weight matrices (crop and resize in one), so the batch
-    is two batched matrix products; a flip is a reversed column matrix.
+    is two batched matrix products; a flip is a reversed column matrix. ``frames`` (N, 2):
+    the original (height, width) each stored image stands for (boxes are in those pixels
+    and are scaled onto the stored grid); None when the stored image is the original.
     """
     _, h, w, _ = images.shape
-    wy = triangle_weights(h, out_size, params.top, params.height, total=h)
-    wx = triangle_weights(w, out_size, params.left, params.width, total=w)
+    sy = 1.0 if frames is None else h / frames[:, 0]
+    sx = 1.0 if frames is None else w / frames[:, 1]
+    wy = triangle_weights(h, out_size, params.top * sy, params.height * sy, total=h)
+    wx = triangle_weights(w, out_size, params.left * sx, params.width * sx, total=w)
     wx = np.where(params.flip[:, None, None], wx[:, ::-1, :], wx)
     return to_uint8(apply_weights(images, wy, wx))

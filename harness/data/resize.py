@@ -113,3 +113,24 @@ def resize(images: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
         return images
     out = apply_weights(images, resize_matrix(h, out_h), resize_matrix(w, out_w))
     return to_uint8(out)
+
+
+def center_crop_resize(images: np.ndarray, size: int, resize_to: int | None = None) -> np.ndarray:
+    """torchvision ``Resize(resize_to)`` + ``CenterCrop(size)`` on uint8 NHWC (seed 001's
+    evaluation transform, ``Resize(256)`` + ``CenterCrop(224)``); ``resize_to=None``: a
+    plain resize to ``size`` x ``size``.
+
+    The shorter side becomes ``resize_to`` and the longer ``int(resize_to * long / short)``;
+    the crop starts at ``round((side - size) / 2)`` (torchvision's offsets). The crop is
+    taken as rows of the resize matrices, so the pixels cut away are never computed.
+    """
+    if resize_to is None:
+        return resize(images, size)
+    _, h, w, _ = images.shape
+    short, long_ = min(h, w), max(h, w)
+    scaled_long = int(resize_to * long_ / short)
+    new_h, new_w = (resize_to, scaled_long) if h <= w else (scaled_long, resize_to)
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    wy = resize_matrix(h, new_h)[top:top + size]
+    wx = resize_matrix(w, new_w)[left:left + size]
+    return to_uint8(apply_weights(images, wy, wx))

@@ -25,26 +25,34 @@ import numpy as np
 from harness.backend import Batch
 from harness.data.augment import (
     AUGMENTS, apply_crop_flip, apply_flip, apply_resized_crop, draw_crop_flip, draw_flip, draw_resized_crop)
-from harness.data.resize import resize
+from harness.data.resize import center_crop_resize
+from harness.data.rotate import apply_rotation, draw_rotation
 from harness.errors import BenchError
 
 # Third element of the rng key, so order and augmentation draw from unrelated streams.
 ORDER_TAG = 0
 AUGMENT_TAG = 1
+ROTATE_TAG = 2  # its own stream: adding a rotation leaves the crops and flips of a run unchanged
 
 
 class BatchStream:
     """The batches of one epoch; iterate it (as often as you like: same bytes each time).
 
-    ``batch_size`` is per rank. ``augment`` is applied at the stored size, then ``out_size``
-    resizes (``random_resized_crop`` crops and resizes to ``out_size`` in one step). With
+    ``batch_size`` is per rank. ``rotate`` (degrees, ``RandomRotation``) then ``augment`` are
+    applied at the stored size, then ``out_size`` resizes (``random_resized_crop`` crops
+    and resizes to ``out_size`` in one step). ``resize_to``: resize the shorter side to it
+    and centre-crop ``out_size`` (torchvision ``Resize(resize_to)`` + ``CenterCrop``) instead
+    of resizing straight to ``out_size``. ``frames`` (N, 2): the original (height, width)
+    of each stored image when it is a squashed whole frame (image folders with
+    ``random_resized_crop``); rotation and crop boxes then follow the original. With
     ``world > 1`` and ``drop_last=False`` the last global batch is split ``r::world`` too,
     so trailing ranks may get one batch fewer: distributed training should drop the last.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int,
                  epoch: int, shuffle: bool, augment: str = "none", out_size: int | None = None,
-                 drop_last: bool = False, shard: tuple[int, int] = (0, 1)) -> None:
+                 drop_last: bool = False, shard: tuple[int, int] = (0, 1), rotate: float = 0.0,
+                 resize_to: int | None = None, frames: np.ndarray | None = None) -> None:
         if augment not in AUGMENTS:
             raise BenchError(f"unknown augmentation {augment!r}: choose one of {', '.join(AUGMENTS)}")
         if batch_size < 1:
@@ -59,7 +67,12 @@ class BatchStream:
         self.images, self.labels = images, labels.astype(np.int64, copy=False)
         self.batch_size, self.augment, self.drop_last = batch_size, augment, drop_last
         self.rank, self.world = rank, world
-        self.out_size = out_size
+        self.out_size, self.resize_to, self.frames = out_size, resize_to, frames
+        if resize_to is not None and out_size is not None and resize_to < out_size:
+            raise BenchError(f"the evaluation resize ({resize_to} px) must be at least the input size ({out_size} px): "
+                             f"it resizes the shorter side before a centre crop of the input size")
+        if frames is not None and augment not in ("none", "random_resized_crop"):
+            raise ValueError("whole-frame images are only stored for random_resized_crop")
         n, height, width = images.shape[:3]
         if shuffle:
             self.order = np.random.default_rng([seed, epoch, ORDER_TAG]).permutation(n)
@@ -72,7 +85,9 @@ class BatchStream:
         elif augment == "flip":
             self._params = draw_flip(aug_rng, n)
         elif augment == "random_resized_crop":
-            self._params = draw_resized_crop(aug_rng, n, height, width)
+            fh, fw = (height, width) if frames is None else (frames[:, 0], frames[:, 1])
+            self._params = draw_resized_crop(aug_rng, n, fh, fw)
+        self._angles = draw_rotation(np.random.default_rng([seed, epoch, ROTATE_TAG]), n, rotate) if rotate else None
         full, rest = divmod(n, batch_size * world)
         # Without drop_last, the final partial global batch may leave trailing ranks empty.
         self._length = full + (0 if drop_last or rest <= rank else 1)
@@ -98,23 +113,27 @@ class BatchStream:
 
     def make_batch(self, idx: np.ndarray) -> Batch:
         images = self.images[idx]
+        frames = None if self.frames is None else self.frames[idx]
+        if self._angles is not None:
+            images = apply_rotation(images, self._angles[idx], frames)
         if self.augment == "crop_flip":
             images = apply_crop_flip(images, _take(self._params, idx))
         elif self.augment == "flip":
             images = apply_flip(images, self._params[idx])
         elif self.augment == "random_resized_crop":
             size = self.out_size or images.shape[1]
-            return Batch(apply_resized_crop(images, _take(self._params, idx), size), self.labels[idx])
+            return Batch(apply_resized_crop(images, _take(self._params, idx), size, frames), self.labels[idx])
         if self.out_size is not None:
-            images = resize(images, self.out_size)
+            images = center_crop_resize(images, self.out_size, self.resize_to)
         return Batch(np.ascontiguousarray(images), self.labels[idx])
 
 
 def eval_stream(images: np.ndarray, labels: np.ndarray, *, batch_size: int,
-                out_size: int | None = None, shard: tuple[int, int] = (0, 1)) -> BatchStream:
+                out_size: int | None = None, shard: tuple[int, int] = (0, 1),
+                resize_to: int | None = None) -> BatchStream:
     """Evaluation order: every image once, unshuffled, unaugmented, last batch kept."""
     return BatchStream(images, labels, batch_size=batch_size, seed=0, epoch=0, shuffle=False,
-                       augment="none", out_size=out_size, drop_last=False, shard=shard)
+                       augment="none", out_size=out_size, drop_last=False, shard=shard, resize_to=resize_to)
 
 
 def _take(params: tuple, idx: np.ndarray):  # type: ignore[type-arg]
