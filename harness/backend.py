@@ -122,9 +122,10 @@ class Backend(Protocol):
     def devices(self) -> list[DeviceStatus]:
         """Every device this backend could use here, usable or not (with the reason)."""
 
-    def configure(self, *, device: str, threads: int | None, seed: int) -> dict[str, Any]:
-        """Select the device (BenchError if unusable), set CPU threads and seeds.
-        Returns the framework's own thread settings for run.json."""
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
+        """Select the device (BenchError if unusable), set CPU threads and seeds, and with
+        ``deterministic`` choose deterministic kernels (``--deterministic``; seed 001 set
+        cuDNN's). Returns the framework's own settings in effect for run.json."""
 
     def build(self, model: ModelSpec, optim: OptimSpec, inputs: InputSpec) -> None:
         """Build model + optimiser on the configured device (random init; the harness then

@@ -26,6 +26,7 @@ from harness.cache import json_sha256
 from harness.catalogue import MODELS, block_names, model_info
 from harness.data.augment import AUGMENTS
 from harness.device import parse_device
+from harness.data.preprocess import Preprocess, normalization
 from harness.errors import BenchError
 
 OPTIMIZERS = ("sgd", "adam")
@@ -98,7 +99,9 @@ class RunConfig:
     dataset: str = setting("synthetic", identity=True, help="cifar10, synthetic (no download) or imagefolder:PATH")
     data_dir: Path = setting(Path("data"), control=True, help="where CIFAR-10 is found or downloaded to")
     epochs: int = setting(5, identity=True, positive=True, help="number of epochs")
-    batch_size: int = setting(128, identity=True, positive=True, help="training and eval batch size")
+    batch_size: int = setting(128, identity=True, positive=True, help="training batch size")
+    eval_batch_size: int | None = setting(None, identity=True, positive=True, resolved="evaluation_batch_size",
+                                          unit="images", help="evaluation batch size (default: --batch-size)")
     lr: float | None = setting(None, identity=True, positive=True, resolved="learning_rate",
                                help=f"peak learning rate (default: {DEFAULT_LR['sgd']} for sgd, "
                                     f"{DEFAULT_LR['adam']} for adam)")
@@ -118,7 +121,8 @@ class RunConfig:
     # for the target it started with.
     repeat: int = setting(1, positive=True, resume_fixed=True, help="independent runs with seeds seed, seed+1, ...")
     target_acc: float | None = setting(None, unit="fraction", resume_fixed=True,
-                                       help="stop when test accuracy reaches this fraction and record the time "
+                                       help="stop when the per-epoch accuracy (validation split, else test) "
+                                            "reaches this fraction and record the time "
                                             "(default: off)")
     quiet: bool = setting(False, control=True, help="no progress bars or per-epoch lines")
     shortcut: str = setting("A", identity=True, choices=("A", "B"),
@@ -142,6 +146,27 @@ class RunConfig:
                                         "(cached under DATA_DIR/feature-cache/) and train the head on them")
     image_size: int | None = setting(None, identity=True, positive=True, unit="pixels", resolved="input_size",
                                      help="input side in pixels (default: the model's: 32 CIFAR ResNets, 224 others)")
+    # Preprocessing and splits (issue 15, harness/data/preprocess.py): the seeds' choices.
+    normalize: str = setting("model", identity=True, metavar="CHOICE",
+                             help="input normalisation: model (the model family's statistics), cifar10, imagenet, "
+                                  "none (raw [0, 1]) or MEAN/STD as R,G,B/R,G,B")
+    eval_resize: int | None = setting(None, identity=True, positive=True, unit="pixels",
+                                      help="evaluate on Resize(PIXELS) + CenterCrop(image size), e.g. 256 for 224 "
+                                           "(default: resize straight to the image size)")
+    rotate: float = setting(0.0, identity=True, unit="degrees",
+                            help="RandomRotation(DEGREES) before the augmentation, e.g. 30 (seed 001)")
+    valid_size: int | None = setting(None, identity=True, positive=True, unit="images",
+                                     help="validation split, evaluated every epoch (test once at the end): the first "
+                                          "IMAGES of an image folder's valid/, or that many carved from CIFAR-10's or "
+                                          "synthetic's training set by --seed (default: valid/ when beside test/, "
+                                          "else none: every epoch is evaluated on test)")
+    allow_truncated: bool = setting(False, identity=True,
+                                    help="decode image files that end early as far as they go (Pillow's "
+                                         "LOAD_TRUNCATED_IMAGES); counted in run.json")
+    deterministic: bool = setting(False, identity=True,
+                                  help="deterministic kernels in both frameworks (torch use_deterministic_algorithms, "
+                                       "cuDNN deterministic, no cuDNN benchmark; Chainer cudnn_deterministic); "
+                                       "slower, recorded in run.json")
     download: bool = setting(True, flag="--no-download", control=True, help="never download datasets or weights")
     sample_interval_s: float = setting(0.5, flag="--sample-interval", control=True, positive=True, unit="seconds",
                                        help="seconds between utilisation samples")
@@ -163,6 +188,15 @@ class RunConfig:
         info = model_info(self.model)
         # CIFAR-sized data through an ImageNet network: resize to its native 224 (the seeds' recipe).
         return info.image_size
+
+    @property
+    def evaluation_batch_size(self) -> int:
+        return self.eval_batch_size if self.eval_batch_size is not None else self.batch_size
+
+    def preprocess(self) -> Preprocess:
+        """The image pipeline (harness/data/preprocess.py); BenchError on a bad --rotate / --eval-resize."""
+        return Preprocess(image_size=self.input_size, augment=self.augmentation, rotate=self.rotate,
+                          eval_resize=self.eval_resize)
 
     @property
     def augmentation(self) -> str:
@@ -215,6 +249,8 @@ class RunConfig:
             raise BenchError(f"--no-skip names unknown blocks {', '.join(bad)} of {self.model}: valid are {hint}")
         if info.family == "small_cnn" and self.freeze != "none":
             raise BenchError("--freeze backbone needs a ResNet: small_cnn has no pretrained backbone")
+        normalization(self.normalize, self.model)
+        self.preprocess()
         self._validate_transfer()
         self._validate_distributed()
         return self
@@ -240,8 +276,9 @@ class RunConfig:
         why = "features can be computed once only if the backbone never changes and sees the same images every epoch"
         if self.freeze != "backbone":
             raise BenchError(f"--cache-features needs --freeze backbone: {why}")
-        if self.augmentation != "none":
-            raise BenchError(f"--cache-features needs --augment none (augmentation is {self.augmentation}, so "
+        if self.augmentation != "none" or self.rotate:
+            what = f"augmentation is {self.augmentation}" if self.augmentation != "none" else f"--rotate {self.rotate:g}"
+            raise BenchError(f"--cache-features needs --augment none and no --rotate ({what}, so "
                              f"every epoch's images differ): {why}")
         if self.train_bn:
             raise BenchError(f"--cache-features cannot be used with --train-bn, which updates the backbone's "

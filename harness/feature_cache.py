@@ -37,11 +37,12 @@ from harness.device import parse_device
 from harness.backend import EvalStats, StepCallback, TrainStats, iter_with_wait
 from harness.catalogue import model_info
 from harness.data.dataset import Dataset
+from harness.data.preprocess import normalization
 from harness.data.stream import BatchStream, prefetch
 from harness.metrics import top1_top5
 from harness.weights import head_prefix, save_npz
 
-FORMAT = 1  # bump when the file layout or the meaning of the key changes
+FORMAT = 2  # bump when the file layout or the meaning of the key changes
 FEATURE_BATCH = 256  # images per features() call while filling the cache
 FeatureBatch = tuple[np.ndarray, np.ndarray]
 
@@ -50,13 +51,15 @@ def cache_identity(config: Any, prepared: Any, dataset: Dataset, seed: int, spli
     """Everything the backbone's features of ``split`` depend on (JSON-ready)."""
     info = model_info(config.model)
     weights = prepared.weights.get("sha256") or f"canonical init, seed {seed}"
+    mean, std = normalization(config.normalize, config.model)
     return {
         "format": FORMAT, "split": split, "backend": prepared.backend.name,
         "versions": prepared.backend.versions(), "device": parse_device(config.device).kind,
         "model": config.model, "shortcut": config.shortcut if info.family == "resnet_cifar" else None,
-        "weights": weights, "image_size": prepared.spec.image_size, "mean": list(info.mean),
-        "std": list(info.std), "augment": "none",
-        "dataset": {k: dataset.identity.get(k) for k in ("name", "sha256", "train_size", "test_size", "source")},
+        "weights": weights, "image_size": prepared.spec.image_size, "mean": list(mean),
+        "std": list(std), "augment": "none", "eval_resize": config.eval_resize,
+        "dataset": {k: dataset.identity.get(k) for k in ("name", "sha256", "train_size", "test_size", "source",
+                                                         "valid_size")},
     }
 
 
@@ -88,8 +91,14 @@ class FeatureSource:
         return self.backend.train_head_epoch(batches, on_step)
 
     def evaluate(self, epoch: int) -> EvalStats:
-        features, labels = self.features("test"), self.dataset.test_labels
-        size = self.config.batch_size
+        return self._evaluate("valid" if self.dataset.has_valid else "test")
+
+    def test(self) -> EvalStats:
+        return self._evaluate("test")
+
+    def _evaluate(self, split: str) -> EvalStats:
+        features, labels = self.features(split), self.dataset.split(split)[1]
+        size = self.config.evaluation_batch_size
         batches = [(features[i:i + size], labels[i:i + size]) for i in range(0, len(labels), size)]
         # The backends offer train_head_epoch but no eval counterpart: apply the head's
         # eval-mode function (linear layers with ReLU between; dropout is off in eval) in
@@ -102,13 +111,13 @@ class FeatureSource:
         if split in self._features:
             return self._features[split]
         d = self.dataset
-        images, labels = (d.train_images, d.train_labels) if split == "train" else (d.test_images, d.test_labels)
+        labels = d.split(split)[1]
         identity = cache_identity(self.config, self.prepared, d, self.seed, split)
         path = cache_path(self.config.data_dir, identity)
         t0 = time.perf_counter()
         features = _read(path, labels)
         if features is None:
-            features = self._compute(images, labels)
+            features = self._compute(split)
             save_npz(path, {"features": features, "labels": labels,
                             "identity": np.asarray(json.dumps(identity, sort_keys=True))})
             done = "computed"
@@ -120,9 +129,9 @@ class FeatureSource:
         self._features[split] = features
         return features
 
-    def _compute(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        stream = BatchStream(images, labels, batch_size=FEATURE_BATCH, seed=0, epoch=0, shuffle=False,
-                             augment="none", out_size=self.prepared.spec.image_size)
+    def _compute(self, split: str) -> np.ndarray:
+        # The split's images in stored order with the run's geometry (no augmentation: validated).
+        stream = self.config.preprocess().eval_stream(self.dataset, split, batch_size=FEATURE_BATCH)
         with prefetch(stream) as batches:
             return np.concatenate([self.backend.features(b.images) for b in batches]).astype(np.float32, copy=False)
 

@@ -38,6 +38,7 @@ from harness.cache import file_sha256
 from harness.backend import BACKENDS, Backend, InputSpec, ModelSpec, OptimSpec, create_backend
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
+from harness.data.preprocess import Preprocess
 from harness.data.stream import eval_stream
 from harness.errors import BenchError
 from harness.metrics import top1_top5
@@ -184,10 +185,13 @@ def load_model(source: Source, config: RunConfig, *, device: str, threads: int |
 
 # --- measuring -----------------------------------------------------------------------------
 
-def accuracy(backend: Backend, dataset: Dataset, image_size: int, batch_size: int) -> dict[str, Any]:
-    """Top-1/top-5 over the test set, batched and resized exactly as `bench run` evaluates."""
+def accuracy(backend: Backend, dataset: Dataset, image_size: int, batch_size: int, *,
+             eval_resize: int | None = None) -> dict[str, Any]:
+    """Top-1/top-5 over the test set, batched and resized exactly as `bench run` evaluates
+    (``eval_resize``: the run's ``--eval-resize``)."""
     hits1 = hits5 = count = 0
-    for batch in eval_stream(dataset.test_images, dataset.test_labels, batch_size=batch_size, out_size=image_size):
+    pre = Preprocess(image_size=image_size, eval_resize=eval_resize)
+    for batch in pre.eval_stream(dataset, "test", batch_size=batch_size):
         h1, h5 = top1_top5(backend.predict(batch.images), batch.labels)
         hits1, hits5, count = hits1 + h1, hits5 + h5, count + len(batch.labels)
     return {"top1_acc": hits1 / count, "top5_acc": hits5 / count, "images": count, "batch_size": batch_size}
@@ -203,24 +207,26 @@ def top5(backend: Backend, image: np.ndarray, class_names: Sequence[str]) -> lis
 
 
 def pick_image(dataset: Dataset, image_size: int, *, image: Path | None,
-               index: int | None) -> tuple[np.ndarray, dict[str, Any]]:
-    """One uint8 (H, W, 3) image: a file (shorter side resized, centre crop, as image folders
-    load) or test image ``index`` (resized as the test set is); and how to describe it."""
+               index: int | None, eval_resize: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """One uint8 (H, W, 3) image: a file (shorter side resized to ``eval_resize`` or the
+    image size, centre crop, as image folders load) or test image ``index`` (resized as the
+    test set is); and how to describe it."""
     if image is not None:
         from PIL import Image, UnidentifiedImageError
 
         from harness.data.imagefolder import load_image
         try:
             # np.array: Pillow's buffer is read-only, which torch.from_numpy warns about
-            return np.array(load_image(Path(image), image_size)), {"image": str(image)}
+            return np.array(load_image(Path(image), image_size, eval_resize)), {"image": str(image)}
         except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise BenchError(f"cannot read image {image} ({exc}): pass a JPEG or PNG file") from None
     n = len(dataset.test_labels)
     index = 0 if index is None else index
     if not 0 <= index < n:
         raise BenchError(f"--index {index} is out of range: the test set has {n} images (0 to {n - 1})")
+    resize_to = None if dataset.preprocessed else eval_resize
     batch = next(iter(eval_stream(dataset.test_images[index:index + 1], dataset.test_labels[index:index + 1],
-                                  batch_size=1, out_size=image_size)))
+                                  batch_size=1, out_size=image_size, resize_to=resize_to)))
     label = int(batch.labels[0])
     return batch.images[0], {"test_index": index, "label": label, "label_name": dataset.class_names[label]}
 

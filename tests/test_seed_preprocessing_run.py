@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import tests.cifar_fixtures as cf
-from harness import results as R
+from harness import schema as R
 from tests.conftest import bench, run_dirs
 from tests.test_data_sources import make_tree, write_image
 

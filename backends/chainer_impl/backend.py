@@ -128,19 +128,23 @@ class ChainerBackend:
         return found + [DeviceStatus(f"cuda:{i}", True, runtime.getDeviceProperties(i)["name"].decode())
                         for i in range(_gpu_count())]
 
-    def configure(self, *, device: str, threads: int | None, seed: int) -> dict[str, Any]:
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
         self.device = self._parse_device(device)
         if threads is not None and threads < 1:
             raise BenchError(f"--threads must be at least 1, got {threads}")
         np.random.seed(seed)  # Chainer draws dropout masks and default inits from numpy's RNG
-        settings: dict[str, Any] = {"device": device}
+        # Process-wide: set either way, so a deterministic run does not leak into the next.
+        # On the CPU (numpy) every kernel is deterministic already.
+        chainer.global_config.cudnn_deterministic = deterministic
+        settings: dict[str, Any] = {"device": device, "cudnn_deterministic": deterministic}
         if self._on_gpu:
             self.device.use()
             cuda.cupy.random.seed(seed)
-            # Fixed input shapes: let cuDNN time its convolution algorithms once, keep the fastest.
-            chainer.global_config.autotune = True
+            # Fixed input shapes: let cuDNN time its convolution algorithms once, keep the
+            # fastest (not in deterministic mode: the timing may pick another algorithm).
+            chainer.global_config.autotune = not deterministic
             chainer.global_config.use_cudnn = "auto"
-            settings.update(cudnn=bool(cuda.cudnn_enabled), autotune=True,
+            settings.update(cudnn=bool(cuda.cudnn_enabled), autotune=not deterministic,
                             # how the harness finds this GPU in NVML (harness/measure/gpu_select.py)
                             pci_bus_id=self.device.device.pci_bus_id)
         settings.update(blas.thread_report(threads))

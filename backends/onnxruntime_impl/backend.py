@@ -93,7 +93,7 @@ class OnnxRuntimeBackend:
         return (f"this onnxruntime ({ort.__version__}) has no {CUDA_EP} (providers: "
                 f"{', '.join(ort.get_available_providers())}): install onnxruntime-gpu instead of onnxruntime")
 
-    def configure(self, *, device: str, threads: int | None, seed: int) -> dict[str, Any]:
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
         parsed = parse_device(device)
         if not parsed.is_cuda:
             self.device = "cpu"
@@ -105,7 +105,10 @@ class OnnxRuntimeBackend:
             raise BenchError(f"--threads must be at least 1, got {threads}")
         self.threads = threads
         del seed  # inference is deterministic; nothing to seed
-        return {"device": self.device, "intra_op_num_threads": threads or 0, "inter_op_num_threads": 1}
+        # ORT_SEQUENTIAL execution with fixed kernels: the same model and input give the same
+        # output on every call, so --deterministic changes nothing here; recorded all the same.
+        return {"device": self.device, "intra_op_num_threads": threads or 0, "inter_op_num_threads": 1,
+                "deterministic": deterministic}
 
     # ---------------------------------------------------------------- Model
     def build(self, model: ModelSpec, optim: OptimSpec, inputs: InputSpec) -> None:

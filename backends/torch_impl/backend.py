@@ -11,6 +11,7 @@ Timing and accounting: :func:`harness.backend.run_pass` (shared by every backend
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
@@ -85,8 +86,15 @@ class TorchBackend:
             found.append(DeviceStatus("cuda", False, _cuda_unavailable_reason()))
         return found
 
-    def configure(self, *, device: str, threads: int | None, seed: int) -> dict[str, Any]:
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
         self.device = self._parse_device(device)
+        if deterministic:
+            # cuBLAS is deterministic only with a fixed workspace, read when its handle is
+            # created (PyTorch docs, "Reproducibility"); set before the first matmul.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # Process-wide: set either way, so a deterministic run does not leak into the next.
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.deterministic = deterministic
         if threads is not None:
             if threads < 1:
                 raise BenchError(f"--threads must be at least 1, got {threads}")
@@ -94,13 +102,16 @@ class TorchBackend:
         torch.manual_seed(seed)  # seeds every CUDA device too (dropout masks)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-            # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest.
-            torch.backends.cudnn.benchmark = True
+            # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest
+            # (not in deterministic mode: the timing may pick a different algorithm each run).
+            torch.backends.cudnn.benchmark = not deterministic
         settings = {
             "device": str(self.device),
             "torch_num_threads": torch.get_num_threads(),
             "torch_num_interop_threads": torch.get_num_interop_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         }
         if self.device.type == "cuda":  # how the harness finds this GPU in NVML (harness/measure/gpu_select.py)
             props = torch.cuda.get_device_properties(self.device)

@@ -65,7 +65,8 @@ def infer_command(path: Path, opts: InferOptions, command: str) -> Path:
     dataset = load_data(config)
     _check_dataset(source, dataset)
     loaded = load_model(source, config, device=opts.device, threads=opts.threads)
-    image, picked = pick_image(dataset, loaded.spec.image_size, image=opts.image, index=opts.index)
+    image, picked = pick_image(dataset, loaded.spec.image_size, image=opts.image, index=opts.index,
+                               eval_resize=config.eval_resize)
     run_dir = new_run_dir(opts.results_dir, f"infer-{source.backend}", config.model)
     meta = _infer_meta(run_dir, source, config, dataset, loaded, opts, command)
     R.write_json(run_dir / R.RUN_JSON, meta)
@@ -73,7 +74,8 @@ def infer_command(path: Path, opts: InferOptions, command: str) -> Path:
             "device": opts.device}
     writer = R.CsvAppender(run_dir / R.INFER_CSV, list(R.INFER_COLUMNS))
     try:
-        meta["accuracy"] = acc = accuracy(loaded.backend, dataset, loaded.spec.image_size, config.batch_size)
+        meta["accuracy"] = acc = accuracy(loaded.backend, dataset, loaded.spec.image_size,
+                                          config.evaluation_batch_size, eval_resize=config.eval_resize)
         meta["prediction"] = picked | {"top5": top5(loaded.backend, image, dataset.class_names)}
         R.write_json(run_dir / R.RUN_JSON, meta)
         _print_head(meta)

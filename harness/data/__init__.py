@@ -31,6 +31,7 @@ SYNTHETIC_DEFAULT_SIZES = (5000, 1000)  # (train, test) when no size is given
 
 def load_dataset(name: str, *, data_dir: Path, train_size: int | None, test_size: int | None,
                  seed: int, image_size: int = 32, download: bool = True, valid_size: int | None = None,
+                 valid_seed: int | None = None,
                  eval_resize: int | None = None, whole_frames: bool = False,
                  allow_truncated: bool = False) -> Dataset:
     """Load ``name`` and cut it to the first ``train_size``/``test_size`` images (None: all).
@@ -38,7 +39,7 @@ def load_dataset(name: str, *, data_dir: Path, train_size: int | None, test_size
     ``image_size`` is the stored side for ``synthetic`` and image folders. CIFAR-10 is
     always stored at 32 px: a model that wants another size gets it per batch from
     ``BatchStream(out_size=...)``, which keeps 50 000 images at 224 px out of memory.
-    ``seed`` draws ``synthetic`` and the validation carve-out.
+    ``seed`` draws ``synthetic``; ``valid_seed`` (default ``seed``) the validation carve-out.
 
     ``valid_size``: for an image folder with valid/ and test/, the first n of valid/; for
     CIFAR-10 and synthetic, n training images moved into a validation split (seeded,
@@ -46,10 +47,11 @@ def load_dataset(name: str, *, data_dir: Path, train_size: int | None, test_size
     ``whole_frames`` and ``allow_truncated`` shape how an image folder is decoded
     (harness/data/imagefolder.py); the in-memory datasets get the same geometry per batch.
     """
+    valid_seed = seed if valid_seed is None else valid_seed
     if name == "cifar10":
         dataset = load_cifar10(Path(data_dir), download=download)
         if valid_size is not None:
-            dataset = dataset.carve_valid(valid_size, seed)
+            dataset = dataset.carve_valid(valid_size, valid_seed)
         return dataset.subset(train_size, test_size)
     if name == "synthetic":
         default_train, default_test = SYNTHETIC_DEFAULT_SIZES
@@ -57,7 +59,7 @@ def load_dataset(name: str, *, data_dir: Path, train_size: int | None, test_size
         dataset = make_synthetic(train_size=n_train + (valid_size or 0),
                                  test_size=default_test if test_size is None else test_size,
                                  seed=seed, image_size=image_size)
-        return dataset if valid_size is None else dataset.carve_valid(valid_size, seed)
+        return dataset if valid_size is None else dataset.carve_valid(valid_size, valid_seed)
     if name.startswith("imagefolder:") and len(name) > len("imagefolder:"):
         root = Path(name[len("imagefolder:"):]).expanduser()
         return load_imagefolder(root, image_size=image_size, train_size=train_size, test_size=test_size,

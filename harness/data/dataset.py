@@ -72,6 +72,22 @@ class Dataset:
     def has_valid(self) -> bool:
         return self.valid_images is not None
 
+    @property
+    def per_epoch_split(self) -> str:
+        """The split evaluated after every epoch: validation when there is one, else test."""
+        return "valid" if self.valid_images is not None else "test"
+
+    def evaluation_plan(self) -> dict[str, Any]:
+        """run.json's ``evaluation``: the split evaluated after every epoch, and the one
+        evaluated once after the last (the runner adds its figures)."""
+        if self.valid_images is not None:
+            return {"per_epoch": {"split": "valid", "images": int(len(self.valid_labels))},  # type: ignore[arg-type]
+                    "final": {"split": "test", "images": int(len(self.test_labels))}}
+        return {"per_epoch": {"split": "test", "images": int(len(self.test_labels))}, "final": None,
+                "note": "no validation split: every epoch is evaluated on the test split, as bench did before "
+                        "validation splits (--valid-size, or valid/ beside test/); choosing an epoch by these "
+                        "figures selects on test data"}
+
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The images and labels of ``"train"``, ``"valid"`` or ``"test"``."""
         if name == "valid" and self.valid_images is None:

@@ -21,10 +21,12 @@ A figure that does not apply (no GPU) is left empty, never written as 0.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 # Columns added after version 1: folders of older versions lack them and read as empty.
-ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2, "energy_j": 3, "train_energy_j": 3, "images_per_j": 3}
+# 4: validation splits (issue 15): valid_* every epoch, test_* then only on the last row.
+ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2, "energy_j": 3, "train_energy_j": 3, "images_per_j": 3,
+                                    "valid_loss": 4, "valid_acc": 4, "valid_top5_acc": 4}
 
 RUN_JSON = "run.json"
 EPOCHS_CSV = "epochs.csv"
@@ -49,18 +51,22 @@ EPOCH_COLUMNS: dict[str, str] = {
     "epoch": "1-based epoch number",
     "train_loss": "mean training cross-entropy over the epoch (nats)",
     "train_acc": "training top-1 accuracy over the epoch, augmented images (fraction 0-1)",
-    "test_loss": "mean test cross-entropy (nats)",
-    "test_acc": "test top-1 accuracy (fraction 0-1)",
-    "test_top5_acc": "test top-5 accuracy (fraction 0-1)",
+    "valid_loss": "mean validation cross-entropy (nats; empty without a validation split)",
+    "valid_acc": "validation top-1 accuracy (fraction 0-1; empty without a validation split)",
+    "valid_top5_acc": "validation top-5 accuracy (fraction 0-1; empty without a validation split)",
+    "test_loss": "mean test cross-entropy (nats); with a validation split only on the last row (test is "
+                 "evaluated once, after the last epoch)",
+    "test_acc": "test top-1 accuracy (fraction 0-1); with a validation split only on the last row",
+    "test_top5_acc": "test top-5 accuracy (fraction 0-1); with a validation split only on the last row",
     "lr": "learning rate used in this epoch",
     "epoch_time_s": "wall time of the epoch: training + evaluation + bookkeeping (s)",
     "train_time_s": "wall time of the training pass (s)",
-    "eval_time_s": "wall time of the evaluation pass (s)",
+    "eval_time_s": "wall time of the per-epoch evaluation pass (validation split, else test) (s)",
     "data_wait_s": "time the training loop was blocked waiting for the next batch (s)",
     "harness_s": "time the harness spent on its own work in the epoch: utilisation samples, progress-bar "
                  "updates and the checkpoint (s; the row's own CSV and run.json writes follow it)",
     "train_images_per_s": "training images / train_time_s",
-    "eval_images_per_s": "test images / eval_time_s",
+    "eval_images_per_s": "evaluated images / eval_time_s",
     "train_gflops_per_s": "achieved training GFLOP/s (3 x forward FLOPs per image x images/s)",
     "cpu_util_mean_pct": "system-wide CPU utilisation during training, time-weighted mean (0-100)",
     "cpu_util_max_pct": "system-wide CPU utilisation during training, max over samples (0-100)",

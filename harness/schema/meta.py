@@ -69,6 +69,21 @@ class DistributedSection(TypedDict, total=False):
     ranks_identical: bool
 
 
+class PreprocessSection(TypedDict):
+    """How images became inputs (harness/data/preprocess.py), in torchvision's terms."""
+    train: str  # "RandomRotation(30) + RandomResizedCrop(224) + RandomHorizontalFlip()"
+    eval: str  # "Resize(256) + CenterCrop(224)"
+    mean: list[float]  # the normalisation every backend applied: (u8 / 255 - mean) / std
+    std: list[float]
+
+
+class EvaluationSection(TypedDict, total=False):
+    """Which split was evaluated when (harness/data/dataset.py ``evaluation_plan``)."""
+    per_epoch: dict[str, Any]  # {"split": "valid" | "test", "images": n}
+    final: dict[str, Any] | None  # {"split": "test", "images", "epoch", "loss", "acc", "top5_acc", "eval_time_s"}
+    note: str  # without a validation split: every epoch was evaluated on test
+
+
 class RunMeta(TypedDict, total=False):
     """A training run's run.json (``kind`` absent) or an inference run's (``kind`` "infer")."""
 
@@ -109,6 +124,9 @@ class RunMeta(TypedDict, total=False):
     device_requested: str  # as asked (auto); settings.device is the device used
     startup_s: float | None  # parent's spawn -> framework imported (process start + imports)
     repeats: dict[str, Any]  # --repeat auto: repeats taken, final RSD, why they stopped
+    preprocess: PreprocessSection
+    evaluation: EvaluationSection
+    deterministic: bool  # --deterministic (the backend's own settings are in threads.framework)
     # inference runs
     source: dict[str, Any]
     timing: dict[str, Any]
@@ -159,7 +177,7 @@ _TYPES: dict[str, type] = {
     "schema_version": int, "kind": str, "run_id": str, "status": str, "command": str,
     "settings": dict, "machine": dict, "threads": dict, "backend": dict, "model": dict, "dataset": dict,
     "distributed": dict, "energy": dict, "source": dict, "resumes": list, "epochs_completed": int, "repeat_index": int,
-    "world_size": int, "key": str, "experiment": dict,
+    "world_size": int, "key": str, "experiment": dict, "preprocess": dict, "evaluation": dict,
 }
 
 

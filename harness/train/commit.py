@@ -25,8 +25,15 @@ from harness.backend import Backend
 from harness.errors import BenchError
 
 
+def per_epoch_acc(row: Mapping[str, Any]) -> float:
+    """The accuracy every epoch is judged by: validation when the run has a validation split
+    (test is then evaluated once, on the last row, and never selects anything), else test."""
+    valid = row.get("valid_acc")
+    return valid if valid is not None and valid == valid else row["test_acc"]
+
+
 def target_reached(target_acc: float | None, row: Mapping[str, Any]) -> bool:
-    return target_acc is not None and row["test_acc"] >= target_acc
+    return target_acc is not None and per_epoch_acc(row) >= target_acc
 
 
 @dataclass

@@ -34,12 +34,18 @@ from harness.train.sources import EpochSource, make_source
 
 # --- one epoch -> one row ------------------------------------------------------------------
 
+def eval_columns(stats: EvalStats, split: str) -> dict[str, float]:
+    """``valid_*`` or ``test_*`` figures of one evaluation."""
+    return {f"{split}_loss": stats.loss, f"{split}_acc": stats.accuracy, f"{split}_top5_acc": stats.top5_accuracy}
+
+
 def epoch_row(base: Mapping[str, Any], epoch: int, lr: float, train: TrainStats, train_time: float,
-              test: EvalStats, eval_time: float, util: Mapping[str, Any], flops_per_image: int) -> dict[str, Any]:
-    """An epochs.csv row from an epoch's figures (the timings of the commit are added by it)."""
-    return dict(base) | dict(util) | {
+              test: EvalStats, eval_time: float, util: Mapping[str, Any], flops_per_image: int,
+              split: str = "test") -> dict[str, Any]:
+    """An epochs.csv row from an epoch's figures (the timings of the commit are added by it).
+    ``test`` is the per-epoch evaluation, of ``split`` ("valid" when the run has one)."""
+    return dict(base) | dict(util) | eval_columns(test, split) | {
         "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.accuracy,
-        "test_loss": test.loss, "test_acc": test.accuracy, "test_top5_acc": test.top5_accuracy,
         "train_time_s": train_time, "eval_time_s": eval_time, "data_wait_s": train.data_wait_s,
         "train_images_per_s": train.count / train_time if train_time > 0 else None,
         "eval_images_per_s": test.count / eval_time if eval_time > 0 else None,
@@ -67,6 +73,7 @@ class EpochRunner:
     dist: Dist
     base_row: dict[str, Any]
     flops_per_image: int
+    split: str = "test"  # evaluated every epoch: "valid" when the dataset has a validation split
 
     def run(self, epoch: int, monitor: Monitor) -> EpochDone:
         backend, dist = self.backend, self.dist
@@ -88,7 +95,8 @@ class EpochRunner:
         t2 = time.perf_counter()
         parts = dist.comm.allgather(epoch_part(train, t1 - t0, test, t2 - t1, monitor.take_epoch()))
         train, train_time, test, eval_time, util = combine_epoch(parts)
-        row = epoch_row(self.base_row, epoch, lr, train, train_time, test, eval_time, util, self.flops_per_image)
+        row = epoch_row(self.base_row, epoch, lr, train, train_time, test, eval_time, util, self.flops_per_image,
+                        self.split)
         return EpochDone(row, parts, t0)
 
 
@@ -101,15 +109,28 @@ def _report_only(on_step: StepCallback) -> StepCallback:
     return update
 
 
-def diverged(row: Mapping[str, Any]) -> bool:
-    return not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"]))
+def diverged(row: Mapping[str, Any], split: str = "test") -> bool:
+    return not (math.isfinite(row["train_loss"]) and math.isfinite(row[f"{split}_loss"]))
 
 
-def epoch_line(backend: str, epochs: int, row: Mapping[str, Any]) -> str:
-    """The one line per epoch on stderr."""
-    return (f"{backend} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.3f} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.3f} | "
+def epoch_line(backend: str, epochs: int, row: Mapping[str, Any], split: str = "test") -> str:
+    """The one line per epoch on stderr (the final test figures, where evaluated, after it)."""
+    line = (f"{backend} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.3f} | {split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_acc']:.3f} | "
             f"{row['train_images_per_s']:.1f} img/s | {row['epoch_time_s']:.1f} s")
+    if split != "test" and row.get("test_acc") is not None:
+        line += f" | test (once) loss {row['test_loss']:.4f} acc {row['test_acc']:.3f}"
+    return line
+
+
+def final_test(source: EpochSource, row: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Evaluate the test split once, after the last epoch of a run with a validation split:
+    its figures go on the last row and into run.json's ``evaluation.final``."""
+    t0 = time.perf_counter()
+    stats = source.test()
+    row.update(eval_columns(stats, "test"))
+    meta["evaluation"]["final"].update(epoch=row["epoch"], loss=stats.loss, acc=stats.accuracy,
+                                       top5_acc=stats.top5_accuracy, eval_time_s=time.perf_counter() - t0)
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -144,8 +165,9 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
     files = RunFiles.open(run_dir, backend.checkpoint_suffix) if dist.is_writer else None
     base_row = {"run_id": run_dir.name, "backend": backend.name, "model": config.model, "dataset": config.dataset,
                 "device": config.device, "batch_size": config.batch_size, "world_size": dist.world_size}
+    split = dataset.per_epoch_split
     epochs = EpochRunner(config, backend, make_source(config, prepared, dataset, seed, shard=dist.shard),
-                         progress, dist, base_row, prepared.flops_per_image)
+                         progress, dist, base_row, prepared.flops_per_image, split)
     relay = UtilRelay(dist, run_dir / R.UTIL_CSV)  # ranks > 0 sample into a spool that rank 0 merges
     start = time.perf_counter()
     status = R.COMPLETED
@@ -163,8 +185,11 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                 relay.exchange()
                 if files is not None and dist.distributed:
                     meta["distributed"]["per_epoch"].append(per_rank_record(epoch, done.parts))
-                if diverged(done.row):
+                if diverged(done.row, split):
                     raise Diverged()
+                last = epoch == config.epochs or target_reached(config.target_acc, done.row)
+                if split == "valid" and last and files is not None:
+                    final_test(epochs.source, done.row, meta)  # the writer alone; the others wait at the digest
 
                 def stamp(checkpoint_s: float, started: float = done.started) -> dict[str, float]:
                     # The harness's own work in this epoch (rank 0's in a distributed run).
@@ -174,7 +199,7 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
                             "elapsed_s": elapsed_offset + now - start}
 
                 commit_epoch(files, backend, meta, done.row, stamp, config.target_acc)
-                progress.line(epoch_line(backend.name, config.epochs, done.row))
+                progress.line(epoch_line(backend.name, config.epochs, done.row, split))
                 if target_reached(config.target_acc, done.row):
                     break  # time-to-accuracy: stop at the target, as MLPerf does
         relay.exchange()  # the samples after the last epoch end

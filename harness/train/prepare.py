@@ -12,7 +12,7 @@ from typing import Any
 from harness.backend import Backend, InputSpec, ModelSpec, OptimSpec, create_backend
 from harness.catalogue import model_info
 from harness.config import AUTO_DEVICE, RunConfig
-from harness.data import load_dataset
+from harness.data import load_dataset, normalization
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
 from harness.init_weights import initial_state
@@ -34,7 +34,9 @@ def load_data(config: RunConfig) -> Dataset:
     """The dataset at the run's sizes; a batch larger than the training set is refused here."""
     size = config.input_size if config.dataset.startswith("imagefolder:") else 32
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, train_size=config.train_size,
-                           test_size=config.test_size, seed=0, image_size=size, download=config.download)
+                           test_size=config.test_size, seed=0, image_size=size, download=config.download,
+                           valid_size=config.valid_size, valid_seed=config.seed, eval_resize=config.eval_resize,
+                           whole_frames=config.preprocess().whole_frames, allow_truncated=config.allow_truncated)
     n_train = len(dataset.train_labels)
     if config.batch_size > n_train:
         raise BenchError(f"--batch-size {config.batch_size} is larger than the {n_train} training images: "
@@ -53,19 +55,20 @@ class Prepared:
 
 def model_specs(config: RunConfig, num_classes: int) -> tuple[ModelSpec, OptimSpec, InputSpec]:
     """What the backend builds from ``config``; `bench infer` rebuilds a run's model with it."""
-    info = model_info(config.model)
     spec = ModelSpec(name=config.model, num_classes=num_classes, image_size=config.input_size,
                      shortcut=config.shortcut, no_skip=tuple(config.no_skip), head=config.head,
                      freeze=config.freeze, train_bn=config.train_bn)
     optim = OptimSpec(name=config.optimizer, lr=config.learning_rate, momentum=config.momentum,
                       weight_decay=config.weight_decay)
-    return spec, optim, InputSpec(mean=info.mean, std=info.std)
+    mean, std = normalization(config.normalize, config.model)  # the one normalisation, applied by the backend
+    return spec, optim, InputSpec(mean=mean, std=std)
 
 
 def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -> Prepared:
     """Create, configure and build a backend, and load the canonical initial weights."""
     backend = create_backend(name)
-    threads = backend.configure(device=config.device, threads=config.threads, seed=seed)
+    threads = backend.configure(device=config.device, threads=config.threads, seed=seed,
+                                deterministic=config.deterministic)
     threads["malloc"] = tune_malloc()  # reuse freed step buffers (harness/measure/allocator.py)
     spec, optim, inputs = model_specs(config, num_classes)
     backend.build(spec, optim, inputs)

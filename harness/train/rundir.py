@@ -16,6 +16,7 @@ from typing import Any
 from harness import schema as R
 from harness.schema.meta import now_iso
 from harness.config import RunConfig
+from harness.data import normalization
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
 from harness.experiments import context
@@ -79,6 +80,7 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
                                   device_requested=origin.device_requested, started=origin.startup_s)
     settings.update(backend=name, seed=seed)
     settings.pop("backends", None)
+    mean, std = normalization(config.normalize, config.model)
     meta = R.build_meta(
         run_id=run_dir.name, command=command, settings=settings, machine=machine_info(),
         threads=R.threads_section(config.threads, prepared.thread_settings),
@@ -93,6 +95,8 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
                "weights_source": prepared.weights},
         seed=seed, group=config.identity_key(), repeat_index=repeat_index,
         world_size=distributed["world_size"] if distributed else 1,
+        preprocess=config.preprocess().describe() | {"mean": list(mean), "std": list(std)},
+        evaluation=dataset.evaluation_plan(), deterministic=config.deterministic,
         target_acc=config.target_acc, time_to_target_s=None, epochs_completed=0, resumes=[],
         **({"distributed": distributed} if distributed else {}),
         **experiment,  # key, experiment, device_requested, startup_s (harness/experiments/context.py)

@@ -6,12 +6,13 @@ features, harness/feature_cache.py; a rank's shard) is one more source, not a lo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from harness.backend import Backend, EvalStats, StepCallback, TrainStats
 from harness.config import RunConfig
 from harness.data.dataset import Dataset
+from harness.data.preprocess import Preprocess
 from harness.data.stream import BatchStream, prefetch
 
 if TYPE_CHECKING:
@@ -27,12 +28,16 @@ class EpochSource(Protocol):
 
     def train(self, epoch: int, on_step: StepCallback) -> TrainStats: ...
 
-    def evaluate(self, epoch: int) -> EvalStats: ...
+    def evaluate(self, epoch: int) -> EvalStats:
+        """The per-epoch evaluation: the validation split when there is one, else test."""
+
+    def test(self) -> EvalStats:
+        """The test split, evaluated once after the last epoch when there is a validation split."""
 
 
 @dataclass
 class StreamSource:
-    """Batches from :class:`BatchStream` (seeded by (seed, epoch)), built ahead by a thread."""
+    """Batches from :class:`harness.data.Preprocess` (seeded by (seed, epoch)), built ahead by a thread."""
 
     config: RunConfig
     backend: Backend
@@ -44,12 +49,16 @@ class StreamSource:
     # harness.distributed.plan checked), so the images of global step k never depend on world.
     shard: tuple[int, int] = (0, 1)
 
+    def _pre(self) -> Preprocess:
+        return replace(self.config.preprocess(), image_size=self.image_size)
+
     def _stream(self, epoch: int, train: bool) -> BatchStream:
-        d = self.dataset
-        images, labels = (d.train_images, d.train_labels) if train else (d.test_images, d.test_labels)
-        return BatchStream(images, labels, batch_size=self.config.batch_size // self.shard[1], seed=self.seed,
-                           epoch=epoch, shuffle=train, augment=self.config.augmentation if train else "none",
-                           out_size=self.image_size, drop_last=train, shard=self.shard)
+        pre, world = self._pre(), self.shard[1]
+        if train:
+            return pre.train_stream(self.dataset, batch_size=self.config.batch_size // world, seed=self.seed,
+                                    epoch=epoch, shard=self.shard)
+        return pre.eval_stream(self.dataset, self.dataset.per_epoch_split, shard=self.shard,
+                               batch_size=max(1, self.config.evaluation_batch_size // world))
 
     def train_images(self, epoch: int) -> int:
         return self._stream(epoch, True).num_images
@@ -60,6 +69,13 @@ class StreamSource:
 
     def evaluate(self, epoch: int) -> EvalStats:
         with prefetch(self._stream(epoch, False)) as batches:
+            return self.backend.evaluate(batches)
+
+    def test(self) -> EvalStats:
+        # Unsharded: in a distributed run the writer alone evaluates the final model, which
+        # every rank holds identically.
+        stream = self._pre().eval_stream(self.dataset, "test", batch_size=self.config.evaluation_batch_size)
+        with prefetch(stream) as batches:
             return self.backend.evaluate(batches)
 
 
