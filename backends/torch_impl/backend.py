@@ -93,7 +93,11 @@ class TorchBackend:
             # created (PyTorch docs, "Reproducibility"); set before the first matmul.
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         # Process-wide: set either way, so a deterministic run does not leak into the next.
-        torch.use_deterministic_algorithms(deterministic)
+        # warn_only: on CUDA, AdaptiveAvgPool2d's backward and NLLLoss (every model here, and
+        # the loss) have no deterministic kernel and would raise (torch docs,
+        # use_deterministic_algorithms); they warn and stay as they are, everything else is
+        # deterministic. run.json records this.
+        torch.use_deterministic_algorithms(deterministic, warn_only=deterministic)
         torch.backends.cudnn.deterministic = deterministic
         if threads is not None:
             if threads < 1:
@@ -111,6 +115,7 @@ class TorchBackend:
             "torch_num_interop_threads": torch.get_num_interop_threads(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         }
         if self.device.type == "cuda":  # how the harness finds this GPU in NVML (harness/measure/gpu_select.py)
