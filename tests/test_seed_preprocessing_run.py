@@ -53,6 +53,7 @@ def test_seed_001_folder_validates_every_epoch_and_tests_once_at_the_end(tmp_pat
     (torch_meta, _), (chainer_meta, _) = sorted(runs, key=lambda r: r[0]["backend"]["name"], reverse=True)
     assert torch_meta["dataset"] == chainer_meta["dataset"]  # the same bytes reached both
     assert torch_meta["threads"]["framework"]["deterministic_algorithms"] is True
+    assert torch_meta["threads"]["framework"]["deterministic_warn_only"] is True
     assert chainer_meta["threads"]["framework"]["cudnn_deterministic"] is True
 
 
