@@ -96,12 +96,15 @@ def test_identity():
     changed = dict(device="cuda", model="resnet32", dataset="cifar10", epochs=6, batch_size=64, lr=0.2,
                    optimizer="adam", momentum=0.8, weight_decay=0.0, schedule="step", train_size=100, test_size=10,
                    threads=2, shortcut="B", no_skip=("layer1.0",), freeze="backbone", train_bn=True, head="mlp",
-                   augment="none", weights="imagenet", cache_features=True, image_size=64)
+                   augment="none", weights="imagenet", cache_features=True, image_size=64, eval_batch_size=32,
+                   normalize="none", eval_resize=40, rotate=30.0, valid_size=50, allow_truncated=True,
+                   deterministic=True)
     assert set(changed) == set(IDENTITY)
     for name, value in changed.items():
         assert RunConfig(**{name: value}).identity_key() != base.identity_key(), name
     # a default left implicit and the same value given are one configuration
     assert RunConfig(lr=0.1, image_size=32).identity_key() == base.identity_key()
+    assert RunConfig(eval_batch_size=128).identity_key() == base.identity_key()  # --batch-size's value
 
 
 def test_identity_of_an_old_folder_fills_settings_it_lacks():

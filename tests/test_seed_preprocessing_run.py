@@ -108,8 +108,8 @@ def test_truncated_image_needs_the_flag_and_is_counted(tmp_path):
     (["--normalize", "cifar"], "--normalize 'cifar' is not one of"),
     (["--eval-resize", "16"], "--eval-resize 16 is smaller than the input size 32"),
     (["--rotate", "200"], "--rotate takes degrees from 0 to 180"),
-    (["--valid-size", "0"], "--valid-size must be positive"),
-    (["--eval-batch-size", "0"], "--eval-batch-size must be positive"),
+    (["--valid-size", "0"], "--valid-size must be a positive number of images"),
+    (["--eval-batch-size", "0"], "--eval-batch-size must be a positive number of images"),
 ])
 def test_bad_preprocessing_flags_are_one_line_errors(tmp_path, args, expect):
     results = tmp_path / "results"
