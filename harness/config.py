@@ -25,8 +25,8 @@ from harness.backend import BACKENDS
 from harness.cache import json_sha256
 from harness.catalogue import MODELS, block_names, model_info
 from harness.data.augment import AUGMENTS
-from harness.device import parse_device
 from harness.data.preprocess import Preprocess, normalization
+from harness.device import parse_device
 from harness.errors import BenchError
 
 OPTIMIZERS = ("sgd", "adam")
