@@ -267,6 +267,28 @@ def test_version_1_folders_read_with_the_later_columns_empty(tmp_path):
         session.resume_command(folder, {}, "bench run --resume v1", quiet=True)
 
 
+def test_version_2_folders_read_and_compare_with_the_validation_columns_empty(tmp_path):
+    """Round-2 folders (schema 2: harness_s, but every epoch evaluated on test) still read,
+    compare and report beside schema-3 runs; their valid_* columns read as empty."""
+    from tests.conftest import bench
+    from tests.run_fixtures import write_synthetic_run
+
+    folder = write_synthetic_run(tmp_path / "v2")
+    meta = json.loads((folder / R.RUN_JSON).read_text())
+    R.write_json(folder / R.RUN_JSON, meta | {"schema_version": 2})
+    rows = R.read_epochs_rows(folder / R.EPOCHS_CSV)
+    v2 = [c for c in R.EPOCH_COLUMNS if R.ADDED_IN_VERSION.get(c, 1) <= 2]
+    assert "harness_s" in v2 and "valid_acc" not in v2
+    (folder / R.EPOCHS_CSV).unlink()
+    writer = R.CsvAppender(folder / R.EPOCHS_CSV, v2, durable=False)
+    for row in rows:
+        writer.append({k: v for k, v in row.items() if k in v2})
+    writer.close()
+    run = R.read_run(folder)
+    assert run.epochs["valid_acc"].isna().all() and run.epochs["test_acc"].notna().all()
+    assert bench("compare", str(folder), check=True).returncode == 0
+
+
 # --- a full disk: one line naming the file, the old file kept (issue 13, item 4) ----------------
 
 def test_disk_full_in_a_write_is_one_line_naming_the_file(tmp_path, monkeypatch):
