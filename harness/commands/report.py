@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--format", choices=("md", "html"), default="md",
                    help="md: report.md + PNGs (default); html: one self-contained report.html")
     p.add_argument("--target-acc", type=float, metavar="ACC", help=TARGET_HELP)
-    p.add_argument("--baseline", metavar="KEY=VALUE", help=BASELINE_HELP)
+    p.add_argument("--baseline", metavar="MACHINE|KEY=VALUE", help=BASELINE_HELP)
     p.add_argument("--title", help="report title (default: the models and backends compared)")
 
 

@@ -21,6 +21,7 @@ from harness.report.environment import environment_tables, package_lists, reprod
 from harness.report.figures import FigureFile, make_figures
 from harness.report.inference import (INFERENCE_CAPTION, inference_figure, infer_cells, infer_note,
                                       infer_observations, infer_records)
+from harness.report.lineup import check_machine_baseline, line_up, lineup_blocks, machine_count, split_baseline
 from harness.report.observations import observe
 from harness.report.table import display_table, notes as table_notes, num
 from harness.schema import InferFolder, RunFolder, atomic_write_bytes
@@ -61,7 +62,12 @@ def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, t
     folders (``infers``), either of which may be empty but not both."""
     if not runs and not infers:
         raise BenchError("no runs to report on: pass run folders made by `bench run` or `bench infer`")
-    records, groups = compare_runs(runs, target_acc=target_acc, baseline=baseline) if runs else ([], [])
+    table_baseline, machine_baseline = split_baseline(baseline)
+    records, groups = compare_runs(runs, target_acc=target_acc, baseline=table_baseline) if runs else ([], [])
+    several = machine_count(runs, infers) > 1
+    lineup = line_up(runs, infers, baseline=machine_baseline) if several else None
+    if not several:
+        check_machine_baseline(baseline)
     order = sorted(range(len(runs)), key=lambda i: tuple(str(records[i][k]) for k in
                                                          ("model", "dataset", "hostname", "device", "backend", "seed")))
     runs, records = [runs[i] for i in order], [records[i] for i in order]
@@ -84,6 +90,8 @@ def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, t
         blocks += [("h", 2, "Summary"), ("list", items + said_infer[:2])]
         if runs:
             blocks.append(("p", "More observations follow each figure under Results."))
+    if lineup is not None:
+        blocks += lineup_blocks(lineup)
     blocks.append(("h", 2, "Environment"))
     for heading, rows in environment_tables(everything):
         blocks += [("h", 3, heading), ("table", ["Field", "Value"], rows, [False, False])]
