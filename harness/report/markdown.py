@@ -21,8 +21,10 @@ from harness.report.environment import environment_tables, package_lists, reprod
 from harness.report.figures import FigureFile, make_figures
 from harness.report.inference import (INFERENCE_CAPTION, inference_figure, infer_cells, infer_note,
                                       infer_observations, infer_records)
+from harness.report.learning import learning_figures
 from harness.report.lineup import check_machine_baseline, line_up, lineup_blocks, machine_count, split_baseline
 from harness.report.observations import observe
+from harness.report.samples import SAMPLES_PREFIX, SampleGrid, sample_grids
 from harness.report.table import display_table, notes as table_notes, num
 from harness.schema import InferFolder, RunFolder, atomic_write_bytes
 
@@ -31,6 +33,11 @@ CAPTIONS = {
                           "backend, line style the machine.",
     "accuracy_time.png": "The same against wall-clock time since the run started (setup included): it folds "
                          "speed and accuracy into one picture.",
+    "loss.png": "Loss after each epoch: training (solid; the mean over the epoch's steps, with augmentation) and "
+                "evaluation (dashed; validation when the run has a valid split, else the test set). One panel per "
+                "configuration (its first run).",
+    "train_eval_acc.png": "Top-1 accuracy on the training batches (solid; measured while the weights moved, with "
+                          "augmentation) against evaluation (dashed): a gap that widens is over-fitting.",
     "throughput.png": "Training images per second, median of the epochs after the first (warm-up). Whiskers: "
                       "min–max over the epochs of one run, or across the runs' medians for repeats.",
     "scaling.png": "Training throughput and scaling efficiency, throughput(N) / (N × throughput(1)), against "
@@ -74,6 +81,10 @@ def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, t
     scaling = scaling_rows(groups)
     inferred = infer_records(list(infers))
     figures = make_figures(runs, records, groups, scaling) if runs else []
+    after = next((i + 1 for i, f in enumerate(figures) if f.name == "accuracy_time.png"), 0)
+    figures[after:after] = learning_figures(runs, records) if runs else []
+    grids = sample_grids(runs) if runs else []
+    figures += [FigureFile(g.name, f"Sample images: {g.dataset}", g.png) for g in grids if g.png is not None]
     infer_png = inference_figure(inferred) if inferred else None
     if infer_png is not None:
         figures.append(FigureFile("inference.png", "Inference throughput and latency by batch size", infer_png))
@@ -101,6 +112,7 @@ def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, t
                ("code", reproduce_commands(everything, command))]
     if runs:
         blocks += _training_blocks(runs, records, groups, scaling, figures, found, numbers)
+        blocks += _sample_blocks(grids, numbers)
     if inferred:
         headers, cells, right = infer_cells(inferred)
         blocks += [("h", 2, "Inference"), ("table", headers, cells, right), ("p", infer_note(inferred))]
@@ -142,7 +154,7 @@ def _training_blocks(runs: list[RunFolder], records: list[dict[str, Any]], group
                    ("p", "efficiency: throughput(N) / (N x throughput of one process), or of the fewest processes "
                          "run; nodes x procs: machines x processes on each; transport: what carried the gradients.")]
     for f in figures:
-        if f.name == "inference.png":
+        if f.name == "inference.png" or f.name.startswith(SAMPLES_PREFIX):
             continue
         blocks += [("h", 3, f"Figure {numbers[f.name]}: {f.title}"), ("img", f.name, f.title),
                    ("p", CAPTIONS.get(f.name, ""))]
@@ -155,6 +167,20 @@ def _training_blocks(runs: list[RunFolder], records: list[dict[str, Any]], group
                                     str(r["epochs"]), num(r["train_images_per_s"]),
                                     "" if r["best_test_acc"] is None else f"{100 * r['best_test_acc']:.1f}", f"`{r['path']}`"]
                                    for r in records], [False, False, False, True, False, True, True, True, False])]
+    return blocks
+
+
+def _sample_blocks(grids: list[SampleGrid], numbers: dict[str, int]) -> list[tuple]:
+    """'Sample images': per dataset its grid and caption, or the sentence saying why there is none."""
+    if not grids:
+        return []
+    blocks: list[tuple] = [("h", 2, "Sample images")]
+    for g in grids:
+        if g.png is None:
+            blocks += [("h", 3, g.dataset), ("p", g.note)]
+        else:
+            title = f"Sample images: {g.dataset}"
+            blocks += [("h", 3, f"Figure {numbers[g.name]}: {title}"), ("img", g.name, title), ("p", g.note)]
     return blocks
 
 
