@@ -90,7 +90,7 @@ def test_markdown_report_files_and_links(md_report):
     targets = check_links(report)
     pngs = sorted(p.name for p in md_report.glob("*.png"))
     assert {"accuracy_epoch.png", "accuracy_time.png", "throughput.png", "epoch_time.png", "epoch_breakdown.png",
-            "cpu_util.png", "cpu_cores.png", "gpu_util.png"} == set(pngs)
+            "cpu_util.png", "cpu_cores.png", "gpu_util.png", "loss.png", "train_eval_acc.png"} == set(pngs)
     assert set(pngs) <= set(targets)  # every figure is shown
     for png in pngs:
         check_png((md_report / png).read_bytes())
@@ -247,6 +247,12 @@ def test_real_runs_report_through_the_cli(real_runs, tmp_path):
     text = (out / "report.md").read_text()
     assert "### lab-pc (Xeon Gold 6230, 40 threads)" in text and "--backend torch" in text
     assert (out / "cpu_util.png").is_file() and (out / "cpu_cores.png").is_file()
+    # issue 15: learning curves and the sample images the model saw (synthetic data: drawable anywhere)
+    for png in ("loss.png", "train_eval_acc.png", "samples_synthetic.png"):
+        assert f"]({png})" in text and (out / png).stat().st_size > 0
+    assert "\n## Sample images\n" in text and "as the model received them: 32 × 32 px" in text
+    # issue 14: the copies claim another machine with the same settings: every key on both
+    assert "\n## Machines lined up by key\n" in text and "over the " in text and "Keys only some" not in text
     if importlib.util.find_spec("chainer"):  # one `bench run` of both backends: equal starts, from run.json
         assert "chainer and torch started equal: the same settings, the same initial weights" in text
         assert "The training losses of chainer and torch stayed within" in text
