@@ -82,3 +82,30 @@ def test_a_glob_over_a_results_folder_passes_over_the_report_folder(folders, tmp
     assert "onnxruntime" in proc.stdout
     proc = bench("compare", str(folders["infer_root"] / "report"))
     assert proc.returncode == 2 and "holds none" in proc.stderr
+
+
+def test_inference_folders_line_up_across_machines(folders, tmp_path):
+    """A copy of each inference folder that claims another machine: every key on both, the
+    headline is images/s at the largest batch size, the ratio 1."""
+    from harness.report import compare as C
+    from harness.report import lineup as L
+
+    import shutil
+
+    for backend in ("torch", "onnxruntime"):
+        copy = tmp_path / "other" / folders[backend].name
+        shutil.copytree(folders[backend], copy)
+        meta = R.read_meta(copy)
+        meta["machine"].update(machine_id="feedfacecafe", hostname="lab-pc", gpus=[{"name": "NVIDIA A10G"}])
+        R.write_json(copy / R.RUN_JSON, meta)
+    runs, infers = C.load_all([str(folders["torch"]), str(folders["onnxruntime"]), str(tmp_path / "other")])
+    lu = L.line_up(runs, infers)
+    assert len(lu.keys) == 2 and len(lu.shared) == 2 and not lu.partial  # torch and onnxruntime: two keys
+    assert [m.label for m in lu.machines][1] == "A10G"
+    for row in lu.keys:
+        assert row.kind == "infer"
+        csv = pd.read_csv(folders["torch" if "torch" in row.description else "onnxruntime"] / R.INFER_CSV)
+        assert row.entries[lu.baseline.id].figures["images_per_s"] == pytest.approx(
+            csv.sort_values("batch_size")["images_per_s"].iloc[-1])
+        assert all(r == pytest.approx(1.0) for r in row.ratios.values())
+    assert lu.geomean[lu.machines[1].id] == pytest.approx(1.0)
