@@ -96,6 +96,10 @@ def test_two_machines_per_key_tables_ratios_and_geomean(machines):
     assert headers == ["figure", "i7-1165G7 (8 threads) (baseline)", "A10G"]
     assert cells[-2] == ["runs (n)", "2", "1"] and cells[-1][2] == f"{row.ratios[box.id]:.2f}x"
     assert "over the 2 keys all 2 machines share: A10G " in L.summary_sentence(lu)
+    headers, cells, _ = L.overview_table(lu)  # every key at a glance, the geometric means last
+    assert headers[-2:] == ["i7-1165G7 (8 threads)", "A10G"] and len(cells) == 4
+    assert cells[-1] == ["geometric mean over 2 shared keys", "", "× baseline", "1.00x", f"{lu.geomean[box.id]:.2f}x"]
+    assert next(c for c in cells if c[1] == torch_key)[-1].endswith(f" · {row.ratios[box.id]:.2f}x")
 
 
 def test_three_machines_and_baseline_choice(machines):

@@ -291,6 +291,28 @@ def key_table(row: KeyRow, lineup: Lineup) -> tuple[list[str], list[list[str]], 
     return headers, cells, [False] + [True] * len(machines)
 
 
+def overview_table(lineup: Lineup) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Every key in one table: its headline figure on each machine, and the ratio to the
+    baseline ('903 · 2.95x'); a last row with the geometric means. What a suite reads at a glance."""
+    machines = [lineup.baseline] + [m for m in lineup.machines if m is not lineup.baseline]
+    headers = ["cell", "key", "headline"] + [m.label for m in machines]
+    cells = []
+    for row in lineup.keys:
+        name, label, show = row.figures[0]
+        line = [row.description, row.key, label]
+        for m in machines:
+            entry = row.entries.get(m.id)
+            value = entry.figures.get(name) if entry else None
+            ratio = row.ratios.get(m.id)
+            line.append("—" if entry is None else show(value) + (f" · {ratio:.2f}x" if ratio is not None and m is not
+                                                                    lineup.baseline else ""))
+        cells.append(line)
+    if lineup.shared:
+        cells.append([f"geometric mean over {len(lineup.shared)} shared keys", "", "× baseline"]
+                     + [f"{lineup.geomean[m.id]:.2f}x" for m in machines])
+    return headers, cells, [False, False, False] + [True] * len(machines)
+
+
 def partial_items(lineup: Lineup) -> list[str]:
     names = {m.id: m.label for m in lineup.machines}
     return [f"`{r.key}` {r.description}: on {', '.join(names[i] for i in r.entries)}; missing on "
@@ -300,7 +322,7 @@ def partial_items(lineup: Lineup) -> list[str]:
 def lineup_blocks(lineup: Lineup) -> list[tuple]:
     """The report's 'Machines lined up by key' section, as harness/report/markdown.py blocks."""
     blocks: list[tuple] = [("h", 2, "Machines lined up by key"), ("p", summary_sentence(lineup)),
-                           ("p", NOTE)]
+                           ("table", *overview_table(lineup)), ("p", NOTE)]
     for row in lineup.keys:
         blocks += [("h", 3, f"{row.description} (key {row.key})"), ("table", *key_table(row, lineup))]
     if lineup.partial:
@@ -312,7 +334,7 @@ def format_lineup(lineup: Lineup, fmt: str = "text") -> str:
     """The line-up for `bench compare`: text or Markdown (JSON: :meth:`Lineup.as_dict`)."""
     from harness.report.table import render_cells
 
-    out = [summary_sentence(lineup)]
+    out = [summary_sentence(lineup), render_cells(*overview_table(lineup), fmt, "").rstrip()]
     for row in lineup.keys:
         head = f"{row.description} (key {row.key})"
         out.append(("### " if fmt == "markdown" else "") + head + "\n\n"
