@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import bench
+from run_fixtures import MACHINES, write_synthetic_run
+
 from harness.errors import BenchError
 from harness.report import compare as C
 from harness.report import lineup as L
 from harness.report import markdown as M
 from harness.schema import read_meta
-from run_fixtures import MACHINES, write_synthetic_run
 
 JETSON = {"machine_id": "0e7500e7500e7500", "hostname": "jetson", "os": "Linux-5.10.120-tegra-aarch64",
           "cpu_model": "ARMv8 Processor rev 1 (v8l)", "cpu_physical_cores": 6, "cpu_logical_cores": 6,
@@ -60,7 +60,7 @@ def _lineup(root: Path, *names: str, baseline: str | None = None) -> L.Lineup:
 
 
 def test_equal_settings_share_a_key_and_a_changed_setting_does_not(machines):
-    key = lambda p: L.folder_key(read_meta(p))  # noqa: E731
+    key = lambda p: L.folder_key(read_meta(p))
     assert key(machines / "laptop" / "torch-0") == key(machines / "gpu-box" / "torch-0") == key(machines / "jetson" / "torch-0")
     assert key(machines / "laptop" / "torch-0") == key(machines / "laptop" / "torch-1")  # seed/repeat are not the key
     assert key(machines / "laptop" / "chainer-0") == key(machines / "gpu-box" / "chainer-0")

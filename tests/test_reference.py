@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_fixtures import write_synthetic_run
 
 from harness.errors import BenchError
 from harness.report import compare as C
 from harness.report.reference import LIMIT_BYTES, copy_reference, folder_size, thin_util
-from run_fixtures import write_synthetic_run
 
 ALLOWED = {"run.json", "epochs.csv", "util.csv", "infer.csv"}
 
@@ -81,21 +81,21 @@ def test_thin_util_per_rank():
 
 def test_module_command_exit_codes(suite_out, tmp_path):
     ok = subprocess.run([sys.executable, "-m", "harness.report.reference", str(suite_out), str(tmp_path / "ref")],
-                        capture_output=True, text=True)
+                        capture_output=True, text=True, check=False)
     assert ok.returncode == 0 and "2 runs" in ok.stderr, ok.stderr
     bad = subprocess.run([sys.executable, "-m", "harness.report.reference", str(suite_out), str(tmp_path / "ref2"),
-                          "--limit-kb", "5"], capture_output=True, text=True)
+                          "--limit-kb", "5"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "over the 5 kB limit" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "ref2").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     none = subprocess.run([sys.executable, "-m", "harness.report.reference", str(empty), str(tmp_path / "ref3")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert none.returncode == 2 and "holds none" in none.stderr
 
 
 def test_reference_is_tracked_by_git():
     root = Path(__file__).resolve().parents[1]
-    ignored = subprocess.run(["git", "check-ignore", "-q", "results/reference/x/run.json"], cwd=root)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/reference/x/run.json"], cwd=root, check=False)
     assert ignored.returncode == 1  # not ignored
-    assert subprocess.run(["git", "check-ignore", "-q", "results/some-run/run.json"], cwd=root).returncode == 0
+    assert subprocess.run(["git", "check-ignore", "-q", "results/some-run/run.json"], cwd=root, check=False).returncode == 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from run_fixtures import write_synthetic_run
+from test_report import check_png
 
 from harness.data.stream import BatchStream
 from harness.report import compare as C
@@ -11,8 +13,6 @@ from harness.report import markdown as M
 from harness.report.learning import eval_split, learning_figures
 from harness.report.samples import first_batch, sample_grids
 from harness.schema import read_meta, write_json
-from run_fixtures import write_synthetic_run
-from test_report import check_png
 
 
 def test_curves_use_validation_when_the_run_has_it(tmp_path):

@@ -16,9 +16,10 @@ import json
 import math
 import re
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from harness.config import identity_settings
 from harness.errors import BenchError
