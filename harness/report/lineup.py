@@ -11,8 +11,6 @@ some machines have are listed, never silently dropped.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 import statistics
@@ -21,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import identity_settings
 from harness.errors import BenchError
+from harness.experiments.keys import key_of_run
 from harness.report.compare import short_cpu, short_gpu, summarise_run
 from harness.report.table import num, pct
-from harness.schema import SCHEMA_VERSION, InferFolder, RunFolder, find_runs, read_meta
+from harness.schema import InferFolder, RunFolder, find_runs, read_meta
 
 # Per kind, the figures of a key's table: (field, label, formatter); the first is the headline
 # whose ratios the geometric mean takes. All headlines are "higher is better" rates.
@@ -43,27 +41,12 @@ NOTE = ("Each column is one machine; a figure is the median over that machine's 
 # --- keys -------------------------------------------------------------------------------------
 
 def folder_key(meta: dict[str, Any]) -> str:
-    """The comparison key of a run folder: the one its run.json records, or, for folders
-    written before keys existed, recomputed as harness/experiments/keys.py does."""
+    """The comparison key of a run folder: the one its run.json records (a suite's child
+    writes it), or, for folders written before keys existed, recomputed from its settings."""
     recorded = meta.get("key")
     if isinstance(recorded, str) and recorded:
         return recorded
-    return _key_of_run(meta)
-
-
-def _key_of_run(meta: dict[str, Any]) -> str:
-    """harness.experiments.keys.key_of_run (branch `experiments`), until it reaches main:
-    the same payload, so a recomputed key equals a recorded one."""
-    settings = dict(meta.get("settings") or {})
-    if meta.get("device_requested"):
-        settings["device"] = meta["device_requested"]
-    exp = meta.get("experiment") or {}
-    name, version = (exp.get("name"), exp.get("version")) if exp.get("name") else ("adhoc", 0)
-    key_settings = identity_settings(settings)
-    key_settings.update(backend=settings.get("backend") or (meta.get("backend") or {}).get("name"),
-                        processes=int(meta.get("world_size") or 1))
-    payload = {"experiment": name, "version": int(version), "schema": SCHEMA_VERSION, "settings": key_settings}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return key_of_run(meta)
 
 
 def describe(meta: dict[str, Any]) -> str:
