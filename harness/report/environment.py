@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from harness.report.compare import machine_label
-from harness.schema import RunFolder
+from harness.schema import InferFolder, RunFolder
 
 
 def _values(runs: list[RunFolder], get: Callable[[dict[str, Any]], Any]) -> str:
@@ -74,9 +74,10 @@ def _energy(meta: dict[str, Any]) -> str | None:
     return f"{', '.join(e.get('sources') or [])}: {domains}{idle_text}"
 
 
-def _gpu_clock(run: RunFolder) -> str | None:
-    """Mean and range of the sampled GPU clock during training (util.csv), where sampled."""
-    util = run.util
+def _gpu_clock(run: RunFolder | InferFolder) -> str | None:
+    """Mean and range of the sampled GPU clock during training (util.csv), where sampled
+    (`bench infer` folders have no util.csv)."""
+    util = getattr(run, "util", None)
     if util is None or "gpu0_freq_mhz" not in util.columns:
         return None
     train = util[util["phase"] == "train"]["gpu0_freq_mhz"].dropna()
