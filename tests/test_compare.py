@@ -262,3 +262,24 @@ def test_round1_folders_read_compare_and_report(tmp_path):
     assert torch["train_images_per_s"] == pytest.approx(expected["train_images_per_s"])
     files = M.build_report(runs, fmt="html", command="bench report old new")
     assert b"old" in files["report.html"] and b"resnet20" in files["report.html"]
+
+
+def test_a_run_with_a_validation_split_picks_its_best_epoch_on_validation_not_test():
+    """With valid/ (or --valid-size) the test set is evaluated once, after the last epoch: the
+    best epoch and time-to-target come from valid_acc, and the test figure is that one value."""
+    import pandas as pd
+
+    from harness.report.compare import _accuracy
+
+    ok = pd.DataFrame({"epoch": [1, 2, 3], "elapsed_s": [10.0, 20.0, 30.0],
+                       "valid_acc": [0.40, 0.70, 0.60], "test_acc": [None, None, 0.55]})
+    rec: dict = {}
+    _accuracy(rec, ok, target=0.65)
+    assert rec["selected_on"] == "validation" and rec["best_epoch"] == 2 and rec["best_valid_acc"] == 0.70
+    assert rec["best_test_acc"] == rec["final_test_acc"] == 0.55
+    assert rec["time_to_target_s"] == 20.0 and rec["target_epoch"] == 2
+    # without a validation split: every epoch on test, as before
+    rec = {}
+    _accuracy(rec, ok.drop(columns="valid_acc").assign(test_acc=[0.4, 0.7, 0.6]), target=None)
+    assert rec["selected_on"] == "test" and rec["best_epoch"] == 2 and rec["best_test_acc"] == 0.7
+    assert rec["final_test_acc"] == 0.6 and rec["best_valid_acc"] is None

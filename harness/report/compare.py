@@ -182,15 +182,26 @@ def _layout(rec: dict[str, Any], dist: dict[str, Any]) -> None:
 
 
 def _accuracy(rec: dict[str, Any], ok: Any, target: float | None) -> None:
-    acc = ok["test_acc"].dropna() if len(ok) else ok.get("test_acc", [])
+    """Best epoch and time-to-target from the per-epoch evaluation: the validation split when
+    the run has one (its test set is evaluated once, after the last epoch: choosing the best
+    epoch on test would be model selection on the test set), else test. ``best_test_acc`` is
+    then the one test figure measured."""
+    has_valid = len(ok) > 0 and "valid_acc" in ok and ok["valid_acc"].notna().any()
+    column = "valid_acc" if has_valid else "test_acc"
+    acc = ok[column].dropna() if len(ok) else ok.get(column, [])
+    test = ok["test_acc"].dropna() if len(ok) else ok.get("test_acc", [])
+    rec["selected_on"] = "validation" if has_valid else "test"
+    rec["best_valid_acc"] = float(acc.max()) if has_valid else None
     rec["best_test_acc"] = rec["best_epoch"] = rec["final_test_acc"] = None
     if len(acc):
         best = acc.idxmax()
-        rec["best_test_acc"], rec["best_epoch"] = float(acc[best]), int(ok.loc[best, "epoch"])
-        rec["final_test_acc"] = float(acc.iloc[-1])
+        rec["best_epoch"] = int(ok.loc[best, "epoch"])
+    if len(test):
+        rec["best_test_acc"] = float(test.iloc[-1]) if has_valid else float(test.max())
+        rec["final_test_acc"] = float(test.iloc[-1])
     rec["target_acc"], rec["time_to_target_s"], rec["target_epoch"] = target, None, None
     if target is not None and len(acc):
-        hits = ok[ok["test_acc"] >= target - 1e-12]
+        hits = ok[ok[column] >= target - 1e-12]
         if len(hits):
             rec["time_to_target_s"] = _num(hits["elapsed_s"].iloc[0])
             rec["target_epoch"] = int(hits["epoch"].iloc[0])
