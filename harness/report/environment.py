@@ -9,6 +9,7 @@ runs) every value is shown, separated by " / ".
 """
 from __future__ import annotations
 
+import shlex
 from typing import Any, Callable
 
 from harness.report.compare import machine_label
@@ -176,6 +177,26 @@ def _backend(meta: dict[str, Any]) -> str:
     return str((meta.get("settings") or {}).get("backend") or (meta.get("backend") or {}).get("name") or "?")
 
 
+def _without_results_dir(command: str) -> str:
+    """A recorded command without its ``--results-dir``: that folder was where the runs were
+    first written (often a temporary one since moved or gone); the reader's runs go wherever
+    they choose, and the report's own command names the folders it read."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--results-dir":
+            skip = True
+        elif not word.startswith("--results-dir="):
+            kept.append(word)
+    return shlex.join(kept) if len(kept) != len(words) else command
+
+
 def reproduce_commands(runs: list[RunFolder], report_command: str | None = None) -> str:
     """The recorded ``bench run`` command lines, grouped by machine, oldest first."""
     lines: list[str] = []
@@ -185,8 +206,8 @@ def reproduce_commands(runs: list[RunFolder], report_command: str | None = None)
     for label, mruns in by_machine.items():
         lines.append(f"# on {label}")
         ordered = sorted(mruns, key=lambda r: str(r.meta.get("started_at") or ""))
-        commands = list(dict.fromkeys(str(r.meta.get("command") or f"# {r.run_id}: no command recorded")
-                                      for r in ordered))
+        commands = list(dict.fromkeys(_without_results_dir(str(r.meta["command"])) if r.meta.get("command")
+                                      else f"# {r.run_id}: no command recorded" for r in ordered))
         lines += commands
         lines.append("")
     if report_command:
