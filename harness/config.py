@@ -28,6 +28,7 @@ from harness.data.augment import AUGMENTS
 from harness.data.preprocess import Preprocess, normalization
 from harness.device import parse_device
 from harness.errors import BenchError
+from harness.train.keep import BEST_METRICS
 
 OPTIMIZERS = ("sgd", "adam")
 AUTO_DEVICE = "auto"  # cuda when the backend can use it, else cpu: resolved in the run's own process
@@ -125,6 +126,12 @@ class RunConfig:
                                             "reaches this fraction and record the time "
                                             "(default: off)")
     quiet: bool = setting(False, control=True, help="no progress bars or per-epoch lines")
+    best_metric: str = setting("auto", resume_fixed=True, choices=BEST_METRICS, metavar="METRIC",
+                               help="keep checkpoint-best beside the latest checkpoint: the epoch with the lowest "
+                                    "loss or highest accuracy of this epochs.csv column (auto: valid_loss with a "
+                                    "validation split, else test_loss)")
+    snapshot_every: int | None = setting(None, control=True, positive=True, unit="epochs", metavar="K",
+                                         help="also keep checkpoint-eK, -e2K, ... (hard links; default: none)")
     shortcut: str = setting("A", identity=True, choices=("A", "B"),
                             help="CIFAR ResNet shortcut: A identity+zero-pad, B 1x1 projection")
     no_skip: tuple[str, ...] = setting((), identity=True, metavar="BLOCKS",

@@ -133,7 +133,7 @@ def test_sigterm_records_interrupted_and_resume_finishes(tmp_path):
     df = _epochs(run)
     assert df["status"].iloc[-1] == "interrupted"
     conflict = bench("run", "--resume", str(run), "--epochs", "9")
-    assert conflict.returncode == 2 and "conflicts" in conflict.stderr
+    assert conflict.returncode == 2 and "schedule cosine depends on --epochs" in conflict.stderr
     bench("run", "--resume", str(run), "--quiet", check=True)
     df = _epochs(run)
     assert df["epoch"].tolist() == [1, 2, 3] and (df["status"] == "ok").all()

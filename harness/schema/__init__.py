@@ -26,6 +26,7 @@ from harness.schema.columns import (
 )
 from harness.schema.io import (
                                     CsvAppender,
+                                    atomic_link,
                                     atomic_path,
                                     atomic_write_bytes,
                                     csv_line,
@@ -38,6 +39,7 @@ from harness.schema.io import (
 )
 from harness.schema.meta import (
                                     BackendSection,
+                                    BestSection,
                                     DistributedSection,
                                     ModelSection,
                                     RunMeta,

@@ -135,6 +135,30 @@ def atomic_path(path: Path, *, suffix: str = ".tmp") -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
+def atomic_link(source: Path, path: Path) -> None:
+    """Make ``path`` the same file as ``source`` (a checkpoint kept as ``best`` or a snapshot):
+    a hard link made beside ``path`` and renamed over it, then the folder fsync'd, so a reader
+    sees the old file or the new one, never half, and no byte is written twice. Safe because
+    every writer replaces files by rename (:func:`atomic_path`): the linked inode is never
+    rewritten in place. Where hard links are refused (some network or FAT filesystems), the
+    bytes are copied through :func:`atomic_path` instead."""
+    source, path = Path(source), Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        with atomic_path(path) as copy:
+            shutil.copyfile(source, copy)
+        return
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size

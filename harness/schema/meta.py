@@ -84,6 +84,15 @@ class EvaluationSection(TypedDict, total=False):
     note: str  # without a validation split: every epoch was evaluated on test
 
 
+class BestSection(TypedDict):
+    """The checkpoint kept as ``best`` (harness/train/keep.py): the epoch whose ``metric`` was
+    the lowest (a loss) or highest (an accuracy) so far."""
+    metric: str  # an epochs.csv column: valid_loss, test_acc, ...
+    epoch: int
+    value: float
+    file: str  # checkpoint-best.pt / .npz, in the run folder
+
+
 class RunMeta(TypedDict, total=False):
     """A training run's run.json (``kind`` absent) or an inference run's (``kind`` "infer")."""
 
@@ -112,6 +121,8 @@ class RunMeta(TypedDict, total=False):
     target_reached_epoch: int
     epochs_completed: int
     resumes: list[dict[str, Any]]
+    best: BestSection | None  # --best-metric's checkpoint, None until an epoch has the metric
+    snapshots: list[dict[str, Any]]  # --snapshot-every K: [{"epoch": 5, "file": "checkpoint-e5.pt"}, ...]
     distributed: DistributedSection
     # the energy meters read (harness/measure/energy.py EnergyMeter.describe): sources, domains with
     # their method (counter/sampled), idle baseline, or ``available: false`` and why
@@ -176,7 +187,7 @@ _JSON_NAMES = {dict: "an object", list: "a list", int: "an integer", str: "a str
 _TYPES: dict[str, type] = {
     "schema_version": int, "kind": str, "run_id": str, "status": str, "command": str,
     "settings": dict, "machine": dict, "threads": dict, "backend": dict, "model": dict, "dataset": dict,
-    "distributed": dict, "energy": dict, "source": dict, "resumes": list, "epochs_completed": int, "repeat_index": int,
+    "distributed": dict, "energy": dict, "source": dict, "resumes": list, "best": dict, "snapshots": list, "epochs_completed": int, "repeat_index": int,
     "world_size": int, "key": str, "experiment": dict, "preprocess": dict, "evaluation": dict,
 }
 

@@ -2,7 +2,7 @@
 
 :func:`commit_epoch` writes the checkpoint beside the current one (``checkpoint.pending-eK``)
 -> checkpoint.json (which holds the epoch's row: the commit point) -> renames the pending
-checkpoint into place -> the epochs.csv row -> run.json, each only after the one before is in
+checkpoint into place -> (best / snapshot links, harness/train/keep.py) -> the epochs.csv row -> run.json, each only after the one before is in
 place, so ``kill -9`` at any point leaves the folder resumable. The pending name carries the
 epoch, so a resume can tell a checkpoint whose epoch was committed (checkpoint.json names that
 epoch: finish the rename, :func:`settle_pending`) from one whose epoch was not (delete it: the
@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 from harness import schema as R
 from harness.backend import Backend
 from harness.errors import BenchError
+from harness.train.keep import Keep
 
 
 def per_epoch_acc(row: Mapping[str, Any]) -> float:
@@ -43,11 +44,12 @@ class RunFiles:
     run_dir: Path
     checkpoint: Path
     epochs: R.CsvAppender
+    keep: Keep | None = None  # best / snapshots (harness/train/keep.py)
 
     @classmethod
-    def open(cls, run_dir: Path, checkpoint_suffix: str) -> "RunFiles":
+    def open(cls, run_dir: Path, checkpoint_suffix: str, keep: Keep | None = None) -> "RunFiles":
         return cls(run_dir, run_dir / f"checkpoint{checkpoint_suffix}",
-                   R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)))
+                   R.CsvAppender(run_dir / R.EPOCHS_CSV, list(R.EPOCH_COLUMNS)), keep)
 
     def save_pending(self, backend: Backend, epoch: int) -> Path:
         """The epoch's checkpoint, durable under its pending name (schema.atomic_path: file and
@@ -86,6 +88,8 @@ def commit_epoch(files: RunFiles | None, backend: Backend, meta: dict[str, Any],
     if files is not None and pending is not None:
         R.write_json(files.run_dir / R.CHECKPOINT_JSON, {"epoch": row["epoch"], "elapsed_s": row["elapsed_s"], "row": row})
         R.promote(pending, files.checkpoint)  # after the commit point: settle_pending redoes it after a kill
+        if files.keep is not None:  # linked once the epoch is committed: a kept file is never of a lost epoch
+            files.keep.after_checkpoint(files.run_dir, files.checkpoint, row, meta)
         files.epochs.append(row)
         R.write_json(files.run_dir / R.RUN_JSON, meta)
 

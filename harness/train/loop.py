@@ -26,6 +26,7 @@ from harness.distributed import LOCAL, Dist, UtilRelay, combine_epoch, epoch_par
 from harness.errors import BenchError, Diverged
 from harness.measure.monitor import Monitor
 from harness.train.commit import RunFiles, commit_epoch, target_reached
+from harness.train.keep import Keep
 from harness.train.prepare import Prepared
 from harness.train.progress import Progress
 from harness.train.signals import Interrupted, shield
@@ -162,7 +163,8 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
     rank, so all take the same decisions), and only rank 0 (``is_writer``) touches the run folder.
     """
     backend = prepared.backend
-    files = RunFiles.open(run_dir, backend.checkpoint_suffix) if dist.is_writer else None
+    keep = Keep.of(config.best_metric, config.snapshot_every, dataset, backend.checkpoint_suffix)
+    files = RunFiles.open(run_dir, backend.checkpoint_suffix, keep) if dist.is_writer else None
     base_row = {"run_id": run_dir.name, "backend": backend.name, "model": config.model, "dataset": config.dataset,
                 "device": config.device, "batch_size": config.batch_size, "world_size": dist.world_size}
     split = dataset.per_epoch_split

@@ -27,6 +27,8 @@ from harness.errors import BenchError
 from harness.experiments import context
 from harness.train.commit import check_resumable, read_checkpoint, restore_rows, set_aside, settle_pending
 from harness.train.lock import RunLock
+from harness.train.extend import extension, record_extension
+from harness.train.keep import Keep
 from harness.train.loop import train_loop
 from harness.train.prepare import load_data, prepare_backend, resolve_device
 from harness.train.progress import Progress
@@ -82,6 +84,7 @@ def _connect(dist_plan: D.Plan | None) -> D.Dist:
 def _run_all(config: RunConfig, command: str, dist: D.Dist, origin: Origin) -> tuple[int, list[Path]]:
     with dist.rank0_first():  # a download or cache is written by one process
         dataset = load_data(config)
+    Keep.of(config.best_metric, config.snapshot_every, dataset, "")  # a --best-metric the data lacks: before any folder
     progress = Progress(config.quiet or not dist.is_writer)
     outcomes: list[RunOutcome] = []
     for repeat in range(config.repeat):
@@ -159,13 +162,16 @@ def resume_command(run_dir: Path, given: dict[str, Any], command: str, quiet: bo
 
 def _resume_locked(run_dir: Path, meta: dict[str, Any], given: dict[str, Any], command: str, quiet: bool,
                    restart: bool, writer: bool) -> int:
-    if meta.get("status") == R.COMPLETED:
-        raise BenchError(f"{run_dir} is already complete ({meta.get('epochs_completed')} epochs): nothing to resume")
+    extend_to = extension(run_dir, meta, given)  # --epochs N beyond the run's: harness/train/extend.py
+    if meta.get("status") == R.COMPLETED and extend_to is None:
+        raise BenchError(f"{run_dir} is already complete ({meta.get('epochs_completed')} epochs): nothing to resume "
+                         f"(to train it further: --epochs N, N > {meta['settings']['epochs']}, for a constant "
+                         f"schedule)")
     if meta.get("schema_version") != R.SCHEMA_VERSION:
         raise BenchError(f"{run_dir} was written by another bench (results schema {meta.get('schema_version')}, "
                          f"this one writes {R.SCHEMA_VERSION}): resume it with that version, or start a new run")
     config = RunConfig.from_recorded(meta["settings"], run_dir.parent)
-    conflicts = resume_conflicts(config, given)  # the settings harness/config.py marks resume_fixed
+    conflicts = resume_conflicts(config, {k: v for k, v in given.items() if not (k == "epochs" and extend_to)})
     if conflicts:
         raise BenchError(f"--resume {run_dir} conflicts with flags given: {'; '.join(conflicts)}. "
                          f"Drop those flags to continue the run as it was started")
@@ -175,6 +181,7 @@ def _resume_locked(run_dir: Path, meta: dict[str, Any], given: dict[str, Any], c
     for name, value in changes.items():
         setattr(config, name, value)
     config.quiet = quiet
+    config.epochs = extend_to or config.epochs
     config.validate()
     _check_world_size(run_dir, meta, config)
     dist_plan = D.plan(config)
@@ -227,7 +234,10 @@ def _resume(run_dir: Path, meta: dict[str, Any], config: RunConfig, command: str
             meta["time_to_target_s"] = None
             meta.pop("target_reached_epoch", None)
         restore_rows(run_dir, last)
+        Keep.of(config.best_metric, config.snapshot_every, dataset, prepared.backend.checkpoint_suffix).restore(
+            run_dir, ckpt, first_epoch - 1, meta)
         meta.setdefault("resumes", []).append(entry)
+        record_extension(meta, entry, config.epochs, config.identity_key())
         meta.update(status=R.RUNNING, ended_at=None, epochs_completed=first_epoch - 1, error=None)
         if ranks:  # this job's processes; the per-epoch records past the checkpoint are dropped
             section = meta.setdefault("distributed", dist.run_meta(ranks))
