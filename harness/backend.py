@@ -162,6 +162,11 @@ class Backend(Protocol):
         """:meth:`train_epoch` for the classifier alone, on (features, labels) batches of
         :meth:`features` outputs; only the head's parameters change."""
 
+    def layer_summary(self, image_size: int) -> list[dict[str, Any]]:
+        """Per layer holding parameters, in the order one eval-mode forward of a blank
+        ``image_size`` image ran them: ``{"layer": torchvision name, "type": the framework's
+        class, "output_shape": [C, H, W] (no batch axis), "params": int}`` (`bench summary`)."""
+
     def train_step_probe(self, batch: Batch) -> float:
         """Exactly one training step on ``batch``; its mean loss. `bench parity` compares the
         state after it across frameworks (harness/parity.py)."""

@@ -328,6 +328,27 @@ class ChainerBackend:
                 outputs.append(chainer.backend.CpuDevice().send(y.array))
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
+    def layer_summary(self, image_size: int) -> list[dict[str, Any]]:
+        """One eval-mode forward of a blank image traced by a link hook on every link that
+        holds parameters itself (convolutions, BatchNorms, linears), in the order they ran:
+        name (torchvision's, through weights.canonical_entries), type, output shape without
+        the batch axis, parameters."""
+        names = {id(link): name.rsplit(".", 1)[0] for name, (link, _, _) in weights.canonical_entries(self._net).items()}
+        rows: list[dict[str, Any]] = []
+
+        class Trace(chainer.LinkHook):
+            name = "bench_layer_summary"
+
+            def forward_postprocess(self, args: Any) -> None:
+                if id(args.link) in names:
+                    rows.append({"layer": names[id(args.link)], "type": type(args.link).__name__,
+                                 "output_shape": list(args.out.shape[1:]),
+                                 "params": sum(p.size for p in args.link.params(include_uninit=False))})
+
+        with Trace():
+            self.predict(np.zeros((1, image_size, image_size, 3), dtype=np.uint8))
+        return rows
+
     # ---------------------------------------------------------------- State
     def state_arrays(self) -> dict[str, np.ndarray]:
         return weights.state_arrays(self._net)

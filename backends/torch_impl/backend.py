@@ -287,6 +287,27 @@ class TorchBackend:
             raise ValueError("no images to run")
         return torch.cat(outputs).numpy()
 
+    def layer_summary(self, image_size: int) -> list[dict[str, Any]]:
+        """One eval-mode forward of a blank image with a forward hook on every module that
+        holds parameters itself (convolutions, BatchNorms, linears), in the order they ran:
+        name (torchvision's), type, output shape without the batch axis, parameters."""
+        rows: list[dict[str, Any]] = []
+        names = {m: n for n, m in self._net.named_modules()}
+
+        def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+            rows.append({"layer": names[module], "type": type(module).__name__,
+                         "output_shape": list(output.shape[1:]),
+                         "params": sum(p.numel() for p in module.parameters(recurse=False))})
+
+        handles = [m.register_forward_hook(hook) for m in self._net.modules()
+                   if next(m.parameters(recurse=False), None) is not None]
+        try:
+            self.predict(np.zeros((1, image_size, image_size, 3), dtype=np.uint8))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return rows
+
     # ---------------------------------------------------------------- State
     def _state(self) -> dict[str, Tensor]:
         state = self._net.state_dict()

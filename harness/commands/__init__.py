@@ -10,8 +10,8 @@ where they can, so `bench --help` stays quick.
 """
 from __future__ import annotations
 
-from harness.commands import (compare, export, infer, launch, list as list_, parity, report, run, suite, sysinfo,
-                              weights)
+from harness.commands import (compare, export, infer, launch, list as list_, parity, report, run, suite, summary,
+                              sysinfo, weights)
 
-COMMANDS = (run, suite, list_, sysinfo, compare, report, parity, weights, infer, export, launch)
+COMMANDS = (run, suite, list_, summary, sysinfo, compare, report, parity, weights, infer, export, launch)
 """In the order `bench --help` lists them."""
