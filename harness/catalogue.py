@@ -14,6 +14,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+SHORTCUTS = ("A", "B", "seed004")
+"""CIFAR ResNet shortcuts: He et al.'s options A (identity + zero padding) and B (1x1
+projection where the shape changes); seed004 reproduces seed 004's bug (B's projection where
+the stride changes, no residual in any other block) so its numbers can be re-run."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str

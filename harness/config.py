@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from harness.backend import BACKENDS
 from harness.cache import json_sha256
-from harness.catalogue import MODELS, block_names, model_info
+from harness.catalogue import MODELS, SHORTCUTS, block_names, model_info
 from harness.data.augment import AUGMENTS
 from harness.data.preprocess import Preprocess, normalization
 from harness.device import parse_device
@@ -132,8 +132,9 @@ class RunConfig:
                                     "validation split, else test_loss)")
     snapshot_every: int | None = setting(None, control=True, positive=True, unit="epochs", metavar="K",
                                          help="also keep checkpoint-eK, -e2K, ... (hard links; default: none)")
-    shortcut: str = setting("A", identity=True, choices=("A", "B"),
-                            help="CIFAR ResNet shortcut: A identity+zero-pad, B 1x1 projection")
+    shortcut: str = setting("A", identity=True, choices=SHORTCUTS,
+                            help="CIFAR ResNet shortcut: A identity+zero-pad, B 1x1 projection; seed004 seed 004's "
+                                 "bug (B's projection where the stride changes, no residual elsewhere)")
     no_skip: tuple[str, ...] = setting((), identity=True, metavar="BLOCKS",
                                        help="comma-separated residual blocks to ablate, e.g. layer1.2,layer3.0 "
                                             "(default: none)")

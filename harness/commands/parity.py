@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from harness.backend import REGISTRY, load_backend_class
-from harness.catalogue import MODELS
+from harness.catalogue import MODELS, SHORTCUTS
 from harness.config import DEFAULT_LR, RunConfig
 from harness.errors import BenchError
 
@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
     a("--backend", action="append", choices=list(REGISTRY), dest="backends",
       help="the two backends to compare (default: torch and chainer)")
     a("--seed", type=int, default=0, help="seed of the canonical init and of the batch (default: 0)")
-    a("--shortcut", choices=("A", "B"), default=_D.shortcut, help="CIFAR ResNet shortcut (default: A)")
+    a("--shortcut", choices=SHORTCUTS, default=_D.shortcut, help="CIFAR ResNet shortcut (default: A)")
     a("--head", choices=("linear", "mlp"), default=_D.head, help="classifier head (default: linear)")
     a("--lr", type=float, default=DEFAULT_LR["sgd"], help=f"SGD learning rate of the step (default: {DEFAULT_LR['sgd']}, as bench run)")
     a("--weight-decay", type=float, default=_D.weight_decay,

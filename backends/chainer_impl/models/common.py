@@ -24,7 +24,7 @@ from harness.errors import BenchError
 
 HEADS = ("linear", "mlp")
 FREEZE_MODES = ("none", "backbone")
-SHORTCUTS = ("A", "B")
+SHORTCUTS = ("A", "B", "seed004")
 
 # torch.nn.BatchNorm2d defaults. Chainer's own are eps=2e-5 and decay=0.9; decay is
 # 1 - momentum, so 0.9 is torch's momentum 0.1, but eps has to be set or every normalised
@@ -80,7 +80,8 @@ class BasicBlock(chainer.Chain):
     ``shortcut`` chooses what the residual path does when the shape changes: ``"B"`` (and the
     ImageNet models) a 1x1 projection ``downsample`` = Sequential(conv1x1, BN); ``"A"`` the
     parameter-free :class:`ZeroPadShortcut`. The identity shortcut is used in *every* block
-    whose shape does not change. ``use_skip = False`` removes the residual addition (ablation)."""
+    whose shape does not change (except ``"seed004"``: B's projection, and no residual at all
+    where the shape stays, as seed 004's code did). ``use_skip = False`` removes the residual addition (ablation)."""
 
     expansion = 1
 
@@ -96,6 +97,11 @@ class BasicBlock(chainer.Chain):
                 self.downsample = chainer.Sequential(conv(inplanes, planes, 1, stride), BatchNorm(planes))
         if not hasattr(self, "downsample"):
             self.downsample = ZeroPadShortcut(planes) if stride != 1 or inplanes != planes else None
+        if shortcut == "seed004" and self.downsample is None:
+            # Seed 004's block added its 1x1 projection only where the stride changes and
+            # nothing elsewhere: those blocks have no residual at all. A bug, reproduced by
+            # name so its numbers can be re-run; "A" and "B" are the paper's.
+            self.use_skip = False
 
     def forward(self, x):
         h = F.relu(self.bn1(self.conv1(x)))

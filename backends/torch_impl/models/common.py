@@ -20,7 +20,7 @@ from harness.errors import BenchError
 
 HEADS = ("linear", "mlp")
 FREEZE_MODES = ("none", "backbone")
-SHORTCUTS = ("A", "B")
+SHORTCUTS = ("A", "B", "seed004")
 
 
 class ZeroPadShortcut(nn.Module):
@@ -42,7 +42,8 @@ class BasicBlock(tv.BasicBlock):
     """torchvision's BasicBlock (conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU).
 
     ``shortcut`` (the CIFAR ResNets) builds the shortcut where the shape changes: ``"A"``
-    :class:`ZeroPadShortcut`, ``"B"`` torchvision's 1x1 projection ``downsample``; the
+    :class:`ZeroPadShortcut`, ``"B"`` torchvision's 1x1 projection ``downsample``
+    (``"seed004"``: B's projection there, and no residual where the shape stays); the
     ImageNet ResNets pass torchvision's ``downsample`` instead. ``use_skip = False`` removes
     the residual addition (the skip-ablation experiment) and leaves every parameter name in
     place, so the same weights files still load."""
@@ -59,6 +60,11 @@ class BasicBlock(tv.BasicBlock):
                 nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes),
             )
+        if shortcut == "seed004" and self.downsample is None:
+            # Seed 004's block added its 1x1 projection only where the stride changes and
+            # nothing elsewhere: those blocks have no residual at all. A bug, reproduced by
+            # name so its numbers can be re-run; "A" and "B" are the paper's.
+            self.use_skip = False
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

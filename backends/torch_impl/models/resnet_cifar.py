@@ -72,6 +72,7 @@ def resnet_cifar(*, depth: int, num_classes: int, shortcut: str = "A",
     if shortcut not in SHORTCUTS:
         raise BenchError(
             f"unknown shortcut {shortcut!r}: choose 'A' (identity + zero padding, no parameters) "
-            "or 'B' (1x1 projection where the shape changes)"
+            "'B' (1x1 projection where the shape changes) or 'seed004' (seed 004's bug: B's projection "
+            "where the stride changes, no residual elsewhere)"
         )
     return ResNetCifar(blocks=(depth - 2) // 6, num_classes=num_classes, shortcut=shortcut, head=head)
