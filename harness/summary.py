@@ -58,9 +58,14 @@ def _shape(cell: dict[str, Any] | None) -> str:
     return "-" if cell is None else "[" + ", ".join(map(str, cell["output_shape"])) + "]"
 
 
-def format_summary(summary: dict[str, Any], fmt: str = "text") -> str:
-    """The table as text (aligned) or markdown (the report's appendix); ``!=`` marks a row
-    whose shape or parameters differ between backends, or that one lacks."""
+def title(summary: dict[str, Any]) -> str:
+    return (f"{summary['model']} at {summary['image_size']} px, {summary['num_classes']} classes "
+            f"(shortcut {summary['shortcut']}, head {summary['head']})")
+
+
+def table_cells(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the table, totals last; ``!=`` in the last column marks a row whose
+    shape or parameters differ between backends, or that one lacks."""
     names = list(summary["backends"])
     header = ["layer"] + [f"{b} {what}" for b in names for what in ("type", "output shape", "params")] + [""]
     body = []
@@ -75,8 +80,13 @@ def format_summary(summary: dict[str, Any], fmt: str = "text") -> str:
         e = summary["backends"][b]
         totals += ["", "", f"{e['total']:,}"]
     body.append(totals + ["" if len({summary['backends'][b]['total'] for b in names}) == 1 else "!="])
-    title = (f"{summary['model']} at {summary['image_size']} px, {summary['num_classes']} classes "
-             f"(shortcut {summary['shortcut']}, head {summary['head']})")
+    return header, body
+
+
+def format_summary(summary: dict[str, Any], fmt: str = "text") -> str:
+    """The table as text (aligned) or markdown, with its title and the trainable counts."""
+    header, body = table_cells(summary)
+    heading = title(summary)
     trainable = ", ".join(f"{b} {e['trainable']:,}" for b, e in summary["backends"].items())
     foot = f"trainable parameters: {trainable}"
     if not summary["match"]:
@@ -84,8 +94,8 @@ def format_summary(summary: dict[str, Any], fmt: str = "text") -> str:
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in body]
-        return f"{title}\n\n" + "\n".join(lines) + f"\n\n{foot}\n"
+        return f"{heading}\n\n" + "\n".join(lines) + f"\n\n{foot}\n"
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
              for cells in [header] + body]
-    return f"{title}\n" + "\n".join(lines) + f"\n{foot}\n"
+    return f"{heading}\n" + "\n".join(lines) + f"\n{foot}\n"
