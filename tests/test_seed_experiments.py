@@ -79,6 +79,7 @@ SHRINK = ["--device", "cpu", "--threads", "1", "--quiet", "--train-size", "12", 
           "--batch-size", "6", "--eval-batch-size", "6", "--weights", "none"]
 
 
+@pytest.mark.timeout(900)  # ResNet-101/152 on the CPU of a loaded 2-core machine
 @pytest.mark.parametrize("path", SEED_FILES, ids=lambda p: p.stem)
 def test_seed_file_runs_end_to_end_on_small_data(tmp_path, path):
     settings = parse_mapping(_settings(path), path.name)
