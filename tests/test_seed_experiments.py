@@ -1,10 +1,7 @@
 """The seeds' experiment files (issue 15 item 7) run end to end here, on small data in each
 seed's layout: CIFAR-format batch files (000, 003, 004) and a generated image folder with
 train/valid/test (001), shrunk by command-line overrides (sizes, epochs, image size; no
-download: weights none). Every key of every file is a `bench run` setting.
-
-Each file's settings become `bench run` flags through the settings metadata (the flags a file
-key names), so the real CLI runs them."""
+download: weights none). Every key of every file is a `bench run` setting.Each runs as users run it, `bench run --config FILE` with flags overriding the file."""
 from __future__ import annotations
 
 import json
@@ -15,7 +12,7 @@ import pytest
 
 from cifar_fixtures import make_cifar, write_folder
 from conftest import bench, run_dirs
-from harness.config import SETTINGS, RunConfig, parse_mapping
+from harness.config import RunConfig, parse_mapping
 from test_data_sources import make_tree
 
 if sys.version_info >= (3, 11):
@@ -26,34 +23,11 @@ else:  # pragma: no cover
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SEED_FILES = sorted(EXPERIMENTS.glob("seed-*.toml"))
 RESERVED = ("name", "version", "description", "kind", "exclude", "timeout_s", "processes")
-# The files use the seeds' preprocessing settings (issue 15 items 1-2: --normalize, --rotate,
-# --eval-resize, --eval-batch-size, --allow-truncated, --deterministic); a bench without them
-# cannot run the files, and says so here rather than failing on an unknown key.
-pytestmark = pytest.mark.skipif("normalize" not in SETTINGS,
-                                reason="needs the seeds' preprocessing settings (issue 15 items 1-2)")
 
 
 def _settings(path: Path) -> dict:
     values = tomllib.loads(path.read_text())
     return {k: v for k, v in values.items() if k not in RESERVED}
-
-
-def _flags(typed: dict) -> list[str]:
-    """Typed RunConfig field values as the `bench run` flags that set them."""
-    out: list[str] = []
-    for name, value in typed.items():
-        flag = SETTINGS[name].flag
-        if name == "backends":
-            for b in value:
-                out += [flag, b]
-        elif isinstance(value, bool):
-            if value != (SETTINGS[name].negated):
-                out.append(flag)
-        elif isinstance(value, (list, tuple)):
-            out += [flag, ",".join(value)]
-        elif value is not None:
-            out += [flag, str(value)]
-    return out
 
 
 def test_every_seed_file_is_valid_and_says_what_its_seed_reported():
@@ -89,8 +63,8 @@ def test_seed_file_runs_end_to_end_on_small_data(tmp_path, path):
     if settings.get("eval_resize"):
         shrink += ["--eval-resize", "36"]
     results = tmp_path / "results"
-    proc = bench("run", *_flags(settings), *_data(tmp_path, path), *shrink, "--results-dir", str(results),
-                 timeout=600)
+    proc = bench("run", "--config", str(path), *_data(tmp_path, path), *shrink, "--results-dir", str(results),
+                 timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = run_dirs(results)
     meta = json.loads((run / "run.json").read_text())

@@ -30,7 +30,7 @@ def snapshot_stem(epoch: int) -> str:
 def evaluation_split(dataset: Any) -> str:
     """The split a dataset evaluates every epoch: "valid" when it has a validation split
     (``Dataset.per_epoch_split``), else "test"."""
-    return str(getattr(dataset, "per_epoch_split", "test"))
+    return str(dataset.per_epoch_split)
 
 
 def resolve_metric(choice: str, split: str) -> str:
