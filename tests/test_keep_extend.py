@@ -76,6 +76,8 @@ def test_extend_a_completed_constant_run_continues_its_rows(tmp_path):
     assert meta["status"] == "completed" and meta["epochs_completed"] == 4 and meta["settings"]["epochs"] == 4
     assert meta["resumes"][-1]["extended"] == {"from_epochs": 2, "to_epochs": 4}
     assert meta["group"] != group_before  # epochs is part of what was measured
+    from harness.experiments.keys import key_of_run
+    assert meta.get("key") in (None, key_of_run(meta))
     assert [s["epoch"] for s in meta["snapshots"]] == [2, 4]
     assert meta["best"]["epoch"] == best_of(R.read_epochs_rows(run / R.EPOCHS_CSV), "test_loss")[0]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import BenchError
+from harness.experiments.keys import key_of_run
 
 TOTAL_DEPENDENT = ("cosine", "step")
 """Schedules whose learning rate at an epoch depends on --epochs (harness.config.lr_at)."""
@@ -41,11 +42,14 @@ def extension(run_dir: Path, meta: Mapping[str, Any], given: Mapping[str, Any]) 
 
 
 def record_extension(meta: dict[str, Any], resume: dict[str, Any], epochs: int, group: str) -> None:
-    """run.json after an extension: the new total in its settings and comparison group, and
-    the resume entry saying from which total it was extended."""
+    """run.json after an extension: the new total in its settings, comparison group and key
+    (harness/experiments/keys.py: epochs is part of what was measured), and the resume entry
+    saying from which total it was extended."""
     before = int(meta["settings"]["epochs"])
     if epochs == before:
         return
     meta["settings"]["epochs"] = epochs
     meta["group"] = group
+    if meta.get("key"):
+        meta["key"] = key_of_run(meta)
     resume["extended"] = {"from_epochs": before, "to_epochs": epochs}
