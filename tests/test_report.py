@@ -273,3 +273,14 @@ def test_equal_starts_compare_their_loss_curves(tmp_path):
         _, groups = C.compare_runs(C.load_runs([str(tmp_path)]))
         (said,) = [o.text for o in observe(groups) if o.text.startswith("The training losses")]
         assert all(w in said for w in words), said
+
+
+def test_report_layers_appendix_has_both_frameworks_tables(tmp_path):
+    """`bench report --layers`: each trained model's per-layer table (`bench summary`, computed
+    in a child process so the report imports no framework), totals as `bench list` counts them."""
+    write_synthetic_run(tmp_path / "runs" / "t", epochs=2)
+    files = M.build_report(C.load_runs([str(tmp_path / "runs")]), layers=True)
+    text = files["report.md"].decode()
+    assert "## Appendix: layers" in text and "269,722" in text
+    assert "torch" in text.split("## Appendix: layers")[1] and "chainer" in text.split("## Appendix: layers")[1]
+    assert "## Appendix: layers" not in M.build_report(C.load_runs([str(tmp_path / "runs")]))["report.md"].decode()

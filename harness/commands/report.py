@@ -27,6 +27,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--target-acc", type=float, metavar="ACC", help=TARGET_HELP)
     p.add_argument("--baseline", metavar="MACHINE|KEY=VALUE", help=BASELINE_HELP)
     p.add_argument("--title", help="report title (default: the models and backends compared)")
+    p.add_argument("--layers", action="store_true",
+                   help="add an appendix with each trained model's per-layer table in both frameworks (`bench "
+                        "summary`; builds each model once per framework in a child process: seconds to a minute "
+                        "per model)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     command = shlex.join(["bench", "report", *args.paths, "--out", str(out)]
                          + (["--format", args.format] if args.format != "md" else [])
                          + (["--target-acc", f"{args.target_acc:g}"] if args.target_acc is not None else [])
-                         + (["--baseline", args.baseline] if args.baseline else []))
+                         + (["--baseline", args.baseline] if args.baseline else [])
+                         + (["--layers"] if args.layers else []))
     files = build_report(runs, infers, fmt=args.format, target_acc=args.target_acc, baseline=args.baseline,
-                         title=args.title, command=command)
+                         title=args.title, command=command, layers=args.layers)
     written = write_report(out, files)
     figures = len(files) - 1 if args.format == "md" else 0
     print(f"wrote {written[-1]}" + (f" and {figures} figures" if figures else ""), file=sys.stderr)

@@ -64,7 +64,7 @@ def slug(text: str) -> str:
 
 def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, target_acc: float | None = None,
                  baseline: str | None = None, title: str | None = None,
-                 command: str | None = None) -> tuple[list[tuple], list[FigureFile]]:
+                 command: str | None = None, layers: bool = False) -> tuple[list[tuple], list[FigureFile]]:
     """The report as blocks, and its figures: training runs (``runs``) and `bench infer`
     folders (``infers``), either of which may be empty but not both."""
     if not runs and not infers:
@@ -127,6 +127,10 @@ def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, t
                       str((f.meta.get("source") or {}).get("run_id")), str((f.meta.get("source") or {}).get("trained_with")),
                       str(f.meta.get("status")), f"`{f.path}`"] for f in infers],
                     [False] * 7)]
+    if layers:  # `bench report --layers`: per-layer tables, computed in child processes
+        from harness.report.layers import layer_appendix
+
+        blocks += layer_appendix(runs)
     packages = package_lists(everything)
     if packages:
         blocks += [("h", 2, "Appendix: Python packages"),
@@ -275,11 +279,12 @@ def render_html(blocks: list[tuple], figures: dict[str, bytes]) -> str:
 
 def build_report(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, fmt: str = "md",
                  target_acc: float | None = None, baseline: str | None = None, title: str | None = None,
-                 command: str | None = None) -> dict[str, bytes]:
+                 command: str | None = None, layers: bool = False) -> dict[str, bytes]:
     """File name -> content: report.md + PNGs, or report.html alone."""
     if fmt not in ("md", "html"):
         raise BenchError(f"--format {fmt}: choose md or html")
-    blocks, figures = build_blocks(runs, infers, target_acc=target_acc, baseline=baseline, title=title, command=command)
+    blocks, figures = build_blocks(runs, infers, target_acc=target_acc, baseline=baseline, title=title, command=command,
+                                   layers=layers)
     if fmt == "html":
         return {"report.html": render_html(blocks, {f.name: f.png for f in figures}).encode()}
     return {"report.md": render_markdown(blocks).encode()} | {f.name: f.png for f in figures}
