@@ -16,7 +16,7 @@ import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -259,7 +259,10 @@ def backend_availability(name: str) -> tuple[bool, str]:
     return True, versions.get(name, "")
 
 
-def iter_with_wait(batches: Iterable[Batch], stats: TrainStats, clock: Callable[[], float]) -> Iterator[Batch]:
+B = TypeVar("B")  # a Batch, or a (features, labels) pair from the feature cache
+
+
+def iter_with_wait(batches: Iterable[B], stats: TrainStats, clock: Callable[[], float]) -> Iterator[B]:
     """Yield from ``batches`` while adding the time spent blocked in ``next`` to
     ``stats.data_wait_s``: the same accounting for every backend."""
     iterator = iter(batches)

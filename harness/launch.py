@@ -33,7 +33,7 @@ fills in this environment's programs and thread count):
 The exit status is rank 0's, as `bench run` would exit (harness/distributed/outcome.py), or the
 launcher's when rank 0 left none (torchrun says 1 for any failed worker; rank 0 on another
 node; sbatch with --slurm).
-"""
+"""  # noqa: E501  (the example command lines above are shown whole, as bench launch prints them)
 from __future__ import annotations
 
 import os

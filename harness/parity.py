@@ -119,7 +119,8 @@ def step_rows(a: Step, b: Step) -> list[Row]:
     """Loss, parameters and BatchNorm running statistics of two steps compared."""
     params = [{k: v for k, v in s.items() if not k.endswith(STAT_SUFFIXES)} for s in (a[1], b[1])]
     stats = [{k: v for k, v in s.items() if k.endswith(STAT_SUFFIXES)} for s in (a[1], b[1])]
-    rows = [compare_arrays("loss of one SGD step", {"loss": np.float64(a[0])}, {"loss": np.float64(b[0])}),
+    losses = [{"loss": np.asarray(step[0], np.float64)} for step in (a, b)]
+    rows = [compare_arrays("loss of one SGD step", *losses),
             compare_arrays("parameters after the step", *params)]
     if stats[0]:
         rows.append(compare_arrays("BatchNorm running stats after", *stats))

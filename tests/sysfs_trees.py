@@ -17,7 +17,8 @@ NV_TEGRA_RELEASE_R36_4 = (
 UBUNTU_2204_OS_RELEASE = (
     'PRETTY_NAME="Ubuntu 22.04.4 LTS"\nNAME="Ubuntu"\nVERSION_ID="22.04"\n'
     'VERSION="22.04.4 LTS (Jammy Jellyfish)"\nVERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\n')
-MEMINFO_ORIN_NANO = "MemTotal:        7802532 kB\nMemFree:         3101044 kB\nMemAvailable:    5383964 kB\nBuffers:           40960 kB\n"
+MEMINFO_ORIN_NANO = ("MemTotal:        7802532 kB\nMemFree:         3101044 kB\nMemAvailable:    5383964 kB\n"
+                     "Buffers:           40960 kB\n")
 ORIN_NANO_MODEL = "NVIDIA Jetson Orin Nano Developer Kit"
 # tegrastats lines in the formats jetson_stats parses (jtop/tests/test_06_tegra_parse.py and
 # its tests/tegrastats emulator) and NVIDIA's Jetson Linux docs print for Orin Nano (R36).

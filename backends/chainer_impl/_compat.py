@@ -41,7 +41,7 @@ def _install_numpy_distutils_stand_in() -> None:
     stand_in.get_info = lambda name, notfound_action=0: {}  # type: ignore[attr-defined]
     sys.modules["numpy.distutils.system_info"] = stand_in
     parent = sys.modules["numpy.distutils"]
-    parent.system_info = stand_in  # type: ignore[attr-defined]  (so attribute access works too)
+    parent.system_info = stand_in  # type: ignore[attr-defined]  # so attribute access works too
     import numpy
 
     if not hasattr(numpy, "distutils"):

@@ -156,6 +156,7 @@ class ChainerBackend:
         if not parsed.is_cuda:
             return chainer.get_device("@numpy")
         index = parsed.ordinal
+        assert index is not None  # a CUDA device always has one
         reason = _cuda_unavailable_reason()
         if reason is not None:
             raise BenchError(f"CUDA was requested but {reason}; use --device cpu")

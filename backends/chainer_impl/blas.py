@@ -43,7 +43,8 @@ def _symbol(lib: ctypes.CDLL, name: str):
 def blas_name() -> str:
     """numpy's BLAS as numpy's build configuration names it (``openblas64 0.3.23.dev``)."""
     try:
-        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]  # numpy >= 1.25
+        # numpy >= 1.25; numpy.__config__ exists at run time but numpy 1.x's stubs omit it
+        blas = np.__config__.CONFIG["Build Dependencies"]["blas"]  # type: ignore[attr-defined]
         return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except (AttributeError, KeyError, TypeError):
         return "unknown"

@@ -49,7 +49,7 @@ def _ensure_onnx_mapping() -> None:
     from onnx import _mapping, helper
 
     standard = {k: v for k, v in _mapping.TENSOR_TYPE_MAP.items() if v.np_dtype.type.__module__ == "numpy"}
-    mod = types.ModuleType("onnx.mapping")
+    mod: Any = types.ModuleType("onnx.mapping")  # a stand-in, filled attribute by attribute
     mod.__doc__ = "bench stand-in for onnx.mapping (removed in onnx 1.19), for onnx_chainer"
     mod.TENSOR_TYPE_TO_NP_TYPE = {k: v.np_dtype for k, v in standard.items()}
     mod.NP_TYPE_TO_TENSOR_TYPE = {np.dtype(v.np_dtype): k for k, v in standard.items()}

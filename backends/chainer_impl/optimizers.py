@@ -48,7 +48,7 @@ class _SkipWithoutGrad:
     def update(self, param):
         if param.grad is None:
             return
-        super().update(param)
+        super().update(param)  # type: ignore[misc]  # a mixin: the Chainer UpdateRule after it in the MRO has it
 
 
 class _TorchSGDRule(_SkipWithoutGrad, MomentumSGDRule):

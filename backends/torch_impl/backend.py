@@ -129,6 +129,7 @@ class TorchBackend:
         if not parsed.is_cuda:
             return torch.device("cpu")
         index = parsed.ordinal
+        assert index is not None  # a CUDA device always has one
         if not torch.cuda.is_available():
             raise BenchError(f"CUDA was requested but {_cuda_unavailable_reason()}; use --device cpu")
         count = torch.cuda.device_count()

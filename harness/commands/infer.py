@@ -93,7 +93,7 @@ def infer_command(path: Path, opts: InferOptions, command: str) -> Path:
         meta["status"] = R.INTERRUPTED
         raise
     except BaseException as exc:
-        meta.update(status=R.FAILED, error=f"{type(exc).__name__}: {exc}")
+        meta["status"], meta["error"] = R.FAILED, f"{type(exc).__name__}: {exc}"
         raise
     finally:
         writer.close()
@@ -142,8 +142,9 @@ def _infer_meta(run_dir: Path, source: Source, config: RunConfig, dataset: Datas
     )
 
 
-def _print_head(meta: dict[str, Any]) -> None:
+def _print_head(meta: R.RunMeta) -> None:
     acc, pred, s = meta["accuracy"], meta["prediction"], meta["settings"]
+    assert acc is not None and pred is not None, "printed once both are measured"
     print(f"{s['model']} via {s['backend']} on {s['device']}, from run {meta['source']['run_id']}")
     print(f"test set ({s['dataset']}, {acc['images']} images): top-1 {acc['top1_acc']:.4f}  top-5 {acc['top5_acc']:.4f}")
     what = (f"image {pred['image']}" if "image" in pred

@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
         description="Build the model in two backends from the same weights (canonical init or a file), feed "
                     "the same batch, and report the largest differences of the eval-mode logits and of every "
                     "parameter after one identical SGD step. Exit 1 if a difference exceeds --tolerance and, for the "
-                    f"step, also a few times (harness/parity.py FLOOR_FACTOR) the float32 reorder noise each "
+                    "step, also a few times (harness/parity.py FLOOR_FACTOR) the float32 reorder noise each "
                     "framework shows against itself.")
     a = p.add_argument
     a("--model", required=True, choices=list(MODELS), metavar="MODEL", help=f"one of {', '.join(MODELS)}")
@@ -48,7 +48,8 @@ def add_parser(sub: Any) -> None:
     a("--seed", type=int, default=0, help="seed of the canonical init and of the batch (default: 0)")
     a("--shortcut", choices=SHORTCUTS, default=_D.shortcut, help="CIFAR ResNet shortcut (default: A)")
     a("--head", choices=("linear", "mlp"), default=_D.head, help="classifier head (default: linear)")
-    a("--lr", type=float, default=DEFAULT_LR["sgd"], help=f"SGD learning rate of the step (default: {DEFAULT_LR['sgd']}, as bench run)")
+    a("--lr", type=float, default=DEFAULT_LR["sgd"],
+      help=f"SGD learning rate of the step (default: {DEFAULT_LR['sgd']}, as bench run)")
     a("--weight-decay", type=float, default=_D.weight_decay,
       help=f"SGD weight decay of the step (default: {_D.weight_decay:g}, as bench run)")
     a("--threads", type=int, help="CPU threads per framework (default: the framework's own)")

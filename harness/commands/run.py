@@ -58,7 +58,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, *, groups: bool = True) -
             if kind is list:
                 kw["action"] = "append"
             else:
-                kw["type"] = repeat_arg if s.name == "repeat" else {tuple: comma_list, str: None}.get(kind, kind)
+                kw["type"] = (repeat_arg if s.name == "repeat" else comma_list if kind is tuple
+                              else None if kind is str else kind)
             if s.choices is not None:
                 kw["choices"] = list(s.choices)
             if s.metavar or s.unit:

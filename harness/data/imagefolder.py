@@ -85,15 +85,15 @@ def load_image(path: Path, image_size: int, resize_to: int | None = None) -> np.
     ``int(resize_to * long / short)`` and the crop starts at ``round((side - size) / 2)``.
     """
     resize_to = image_size if resize_to is None else resize_to
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as f:
+        img = f.convert("RGB")
     w, h = img.size
     if w <= h:
         new_w, new_h = resize_to, int(resize_to * h / w)
     else:
         new_w, new_h = int(resize_to * w / h), resize_to
     if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.BILINEAR)
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
     top, left = int(round((new_h - image_size) / 2.0)), int(round((new_w - image_size) / 2.0))
     img = img.crop((left, top, left + image_size, top + image_size))
     return np.asarray(img, dtype=np.uint8)

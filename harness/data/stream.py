@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Generic, Iterable, Iterator, TypeVar
+from typing import Any, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -80,6 +80,7 @@ class BatchStream:
             self.order = np.arange(n)
         # Draws are indexed by image, made for the whole dataset at once.
         aug_rng = np.random.default_rng([seed, epoch, AUGMENT_TAG])
+        self._params: Any = None  # CropFlip, a flip mask or ResizedCrop: the draw_* matching apply_* below
         if augment == "crop_flip":
             self._params = draw_crop_flip(aug_rng, n)
         elif augment == "flip":

@@ -47,10 +47,10 @@ def plan(config: Any, environ: Mapping[str, str] | None = None) -> Plan | None:
         if strangers:
             e = strangers[0]
             raise BenchError(f"started by {LAUNCHER_PROGRAM[e.launcher]} with {e.world_size} processes, but the "
-                             f"{name} backend runs distributed under {LAUNCHER_PROGRAM.get(wanted, '?')}: "
+                             f"{name} backend runs distributed under {LAUNCHER_PROGRAM.get(wanted or '', '?')}: "
                              f"use `bench launch --nproc {e.world_size} --backend {name} ...`")
         if config.distributed:
-            raise BenchError(f"--distributed runs must be started by a launcher ({LAUNCHER_PROGRAM.get(wanted, '?')} "
+            raise BenchError(f"--distributed runs must be started by a launcher ({LAUNCHER_PROGRAM.get(wanted or '', '?')} "
                              f"for {name}): `bench launch --nproc N --backend {name} [bench run flags]` "
                              f"prints and runs the command")
         return None

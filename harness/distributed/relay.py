@@ -66,9 +66,10 @@ class UtilRelay:
     def _append(self, parts: list[tuple[str, str]]) -> None:
         from harness import schema as R
 
-        if not self.util_csv.is_file():
+        util_csv = self.util_csv
+        if util_csv is None or not util_csv.is_file():
             return
-        with self.util_csv.open() as f:
+        with util_csv.open() as f:
             columns = next(csv.reader(f), [])
         lines = []
         for header, text in parts[1:]:
@@ -77,7 +78,7 @@ class UtilRelay:
             rows = csv.DictReader(io.StringIO(header + "\n" + text))
             lines += [R.csv_line(columns, {c: row.get(c) for c in columns}) for row in rows]
         if lines:
-            fd = os.open(self.util_csv, os.O_WRONLY | os.O_APPEND)
+            fd = os.open(util_csv, os.O_WRONLY | os.O_APPEND)
             try:  # one write: the O_APPEND rows of rank 0's own sampler never land inside it
                 os.write(fd, b"".join(lines))
                 os.fsync(fd)

@@ -10,7 +10,7 @@ MPI gives no node index, so there the hosts are numbered in the order of their l
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypedDict
 
 
 def node_rank(environ: Mapping[str, str]) -> int | None:
@@ -35,7 +35,12 @@ def fill_node_ranks(ranks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def layout(ranks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+class Layout(TypedDict):
+    nodes: int
+    processes_per_node: int | list[int]  # a list, by node rank, when nodes differ
+
+
+def layout(ranks: Sequence[Mapping[str, Any]]) -> Layout:
     """``{"nodes": N, "processes_per_node": K}`` (K a list, by node rank, when nodes differ)."""
     per_node = Counter(r["node_rank"] for r in ranks)
     counts = [per_node[n] for n in sorted(per_node)]

@@ -61,7 +61,8 @@ def blas_info() -> str:
     except Exception:
         pass
     try:
-        config = np.show_config(mode="dicts")
+        # numpy>=2 only (our numpy 1.x stubs lack it; numpy 1.x raises TypeError here, caught below)
+        config: Any = np.show_config(mode="dicts")  # type: ignore[call-arg, func-returns-value]
         blas = config.get("Build Dependencies", {}).get("blas", {})
         return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except Exception:
@@ -158,7 +159,8 @@ def format_machine(info: dict[str, Any]) -> str:
         if board.get("l4t"):
             lines.append(("L4T / JetPack", f"{board['l4t']} / {board.get('jetpack') or 'unknown (not in bench table)'}"))
             mode = board.get("power_mode")
-            lines.append(("Power mode", f"{mode['name']} (nvpmodel {mode['id']})" if mode else f"unknown ({board.get('power_mode_why')})"))
+            lines.append(("Power mode", f"{mode['name']} (nvpmodel {mode['id']})" if mode
+                          else f"unknown ({board.get('power_mode_why')})"))
     for gpu in info["gpus"] or []:
         memory = f"{gpu['memory_total_mb']} MiB" + (" shared with the CPU" if gpu.get("memory") else "")
         lines.append((f"GPU {gpu['index']}", f"{gpu['name']}, {memory}, driver {gpu['driver']}"))
@@ -169,7 +171,8 @@ def format_machine(info: dict[str, Any]) -> str:
     lines += [(k, v if v is not None else "(unset)") for k, v in info["thread_env"].items()]
     origin = info.get("torch_origin") or {}
     if origin.get("version"):
-        lines.append(("torch from", f"{origin.get('installer') or 'not installed by scripts/ensure-venv.sh'} ({origin.get('location')})"))
+        installer = origin.get("installer") or "not installed by scripts/ensure-venv.sh"
+        lines.append(("torch from", f"{installer} ({origin.get('location')})"))
     lines.append(("Packages", f"{len(info.get('packages') or [])} in this environment (`bench sysinfo --json` lists them)"))
     if info.get("cpu_dtype_flags"):
         lines.append(("CPU data-type flags", " ".join(info["cpu_dtype_flags"])))

@@ -379,9 +379,9 @@ def add_baseline(groups: list[dict[str, Any]], spec: str) -> list[dict[str, Any]
         base = candidates[0] if candidates else None
         g["baseline"] = f"{key}={value}" if base else None
         g["speedup"] = _ratio(g["train_images_per_s"], base["train_images_per_s"]) if base else None
-        same_epochs = base is not None and base["epochs_planned"] == g["epochs_planned"]
         g["acc_diff_pp"] = (100 * (g["best_test_acc"] - base["best_test_acc"])
-                            if same_epochs and None not in (g["best_test_acc"], base["best_test_acc"]) else None)
+                            if base is not None and base["epochs_planned"] == g["epochs_planned"]
+                            and None not in (g["best_test_acc"], base["best_test_acc"]) else None)
     return groups
 
 

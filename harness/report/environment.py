@@ -15,8 +15,11 @@ from typing import Any, Callable
 from harness.report.compare import machine_label
 from harness.schema import InferFolder, RunFolder
 
+# Training and inference folders: the environment tables read only their .meta, .path and .run_id.
+Folder = RunFolder | InferFolder
 
-def _values(runs: list[RunFolder], get: Callable[[dict[str, Any]], Any]) -> str:
+
+def _values(runs: list[Folder], get: Callable[[dict[str, Any]], Any]) -> str:
     seen = []
     for run in runs:
         try:
@@ -106,9 +109,9 @@ def _malloc(meta: dict[str, Any]) -> str:
             f"trim threshold {m['trim_threshold_bytes'] >> 20} MiB (harness/measure/allocator.py)")
 
 
-def environment_tables(runs: list[RunFolder]) -> list[tuple[str, list[list[str]]]]:
+def environment_tables(runs: list[Folder]) -> list[tuple[str, list[list[str]]]]:
     """[(heading, [[field, value], ...]) per machine], machines in first-seen order."""
-    machines: dict[str, list[RunFolder]] = {}
+    machines: dict[str, list[Folder]] = {}
     for run in runs:
         m = run.meta.get("machine") or {}
         machines.setdefault(str(m.get("machine_id") or m.get("hostname") or "?"), []).append(run)
@@ -161,7 +164,7 @@ _THREAD_FIELDS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
 ]
 
 
-def package_lists(runs: list[RunFolder]) -> list[tuple[str, str]]:
+def package_lists(runs: list[Folder]) -> list[tuple[str, str]]:
     """[(machine, "name==version" lines)] for the report's appendix: the Python environment
     each machine's runs recorded (the union where runs on one machine differ)."""
     by_machine: dict[str, list[str]] = {}
@@ -197,10 +200,10 @@ def _without_results_dir(command: str) -> str:
     return shlex.join(kept) if len(kept) != len(words) else command
 
 
-def reproduce_commands(runs: list[RunFolder], report_command: str | None = None) -> str:
+def reproduce_commands(runs: list[Folder], report_command: str | None = None) -> str:
     """The recorded ``bench run`` command lines, grouped by machine, oldest first."""
     lines: list[str] = []
-    by_machine: dict[str, list[RunFolder]] = {}
+    by_machine: dict[str, list[Folder]] = {}
     for run in runs:
         by_machine.setdefault(machine_label(run.meta.get("machine") or {}), []).append(run)
     for label, mruns in by_machine.items():

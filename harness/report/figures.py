@@ -48,7 +48,8 @@ def styles(records: list[dict[str, Any]]) -> list[Style]:
     fields = [("backend", lambda r: r["backend"]), ("machine", lambda r: r["hostname"]),
               ("model", lambda r: r["model"]), ("dataset", lambda r: r["dataset"]),
               ("device", lambda r: r["device"]), ("batch", lambda r: f"batch {r['batch_size']}"),
-              ("procs", lambda r: f"{r['world_size']} process" + ("es" if r["world_size"] != 1 else "")), ("epochs", lambda r: f"{r['epochs_planned']} ep")]
+              ("procs", lambda r: f"{r['world_size']} process" + ("es" if r["world_size"] != 1 else "")),
+              ("epochs", lambda r: f"{r['epochs_planned']} ep")]
     varying = [(name, get) for name, get in fields
                if name == "backend" or len({get(r) for r in records}) > 1]
     labels = [" · ".join(str(get(r)) for _, get in varying) for r in records]
@@ -283,7 +284,8 @@ def epoch_times(runs: list[RunFolder], records: list[dict[str, Any]]) -> bytes |
 def _representatives(runs: list[RunFolder], records: list[dict[str, Any]]) -> list[tuple[Any, Style, dict[str, Any]]]:
     """(rank-0 util samples, style, record) of the first run of each configuration that has
     samples: repeats look alike, and a panel per repeat would crowd out the rest."""
-    out, seen = [], set()
+    out: list[tuple[Any, Style, dict[str, Any]]] = []
+    seen: set[tuple[Any, Any, Any]] = set()
     for run, st, rec in zip(runs, styles(records), records):
         util, key = _rank0(run), (rec["machine_id"], rec["backend"], rec["config"])
         if util is not None and util["cpu_pct"].notna().any() and key not in seen and len(out) < MAX_PANELS:
@@ -378,7 +380,8 @@ def gpu_util(runs: list[RunFolder], records: list[dict[str, Any]]) -> bytes | No
     scale, unit = _time_unit(max(float(u["elapsed_s"].max()) for u, _, _ in series))
     for util, index, st in series:
         span = float(util["elapsed_s"].max())
-        t, v = _binned(util["elapsed_s"].to_numpy(float), util[[f"gpu{index}_util_pct", f"gpu{index}_mem_mb"]].to_numpy(float), span)
+        gpu = util[[f"gpu{index}_util_pct", f"gpu{index}_mem_mb"]].to_numpy(float)
+        t, v = _binned(util["elapsed_s"].to_numpy(float), gpu, span)
         kw = dict(color=st.colour, linestyle=st.linestyle, linewidth=1.3)
         top.plot(t / scale, v[:, 0], label=st.label, **kw)
         bottom.plot(t / scale, v[:, 1], **kw)

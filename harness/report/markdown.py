@@ -91,7 +91,7 @@ def build_blocks(runs: list[RunFolder], infers: Sequence[InferFolder] = (), *, t
     numbers = {f.name: i + 1 for i, f in enumerate(figures)}
     anchors = {f.name: slug(f"Figure {numbers[f.name]}: {f.title}") for f in figures}
 
-    everything = [*runs, *infers]
+    everything: list[RunFolder | InferFolder] = [*runs, *infers]
     blocks: list[tuple] = [("h", 1, title or _default_title(groups, inferred)), ("p", _intro(records, inferred))]
     found = observe(groups, scaling) if groups else []
     said_infer = infer_observations(inferred)

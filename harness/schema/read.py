@@ -89,7 +89,7 @@ def read_run(folder: Path, *, with_util: bool = True) -> RunFolder:
         epochs = pd.read_csv(epochs_path)
     except (ValueError, OSError) as exc:
         raise BenchError(f"{epochs_path} cannot be parsed as CSV ({exc}): the file is damaged") from None
-    version = meta.get("schema_version")
+    version = meta["schema_version"]  # read_meta refused a folder without a readable one
     for column, added in ADDED_IN_VERSION.items():
         if version < added and column not in epochs.columns:
             epochs[column] = float("nan")  # not measured by the bench that wrote this folder
@@ -130,8 +130,10 @@ def find_runs(patterns: Iterable[str]) -> list[Path]:
             found.extend(children)  # a glob (results/*) may also match e.g. results/report: passed over
         if len(found) == before:
             raise BenchError(f"no bench runs match {pattern!r}: pass folders made by `bench run` or `bench infer`")
-    seen: set[Path] = set()
-    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
+    unique: dict[Path, Path] = {}  # the first path given for each folder, in the order given
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
 
 
 @dataclass

@@ -207,7 +207,7 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
         relay.exchange()  # the samples after the last epoch end
         if dist.distributed:  # proof that every rank ends with the same model (collective)
             digests = dist.comm.gather(state_digest(backend.state_arrays()))
-            if files is not None:
+            if files is not None and digests is not None:  # rank 0, the writer, gathers them
                 meta["distributed"].update(final_state_sha256=digests, ranks_identical=len(set(digests)) == 1)
     except Diverged:
         shield()  # recording the end: a signal now waits for it (harness/train/signals.py)

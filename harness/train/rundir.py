@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from harness import schema as R
 from harness.schema.meta import now_iso
@@ -67,7 +67,7 @@ def _bn_statistics(config: RunConfig) -> str:
 def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, command: str,
               dataset: Dataset, prepared: Prepared,
               distributed: R.DistributedSection | None = None,
-              origin: Origin | None = None) -> tuple[Path, R.RunMeta]:
+              origin: Origin | None = None) -> tuple[Path, dict[str, Any]]:
     """Create the run folder and run.json. ``distributed``: run.json's section for a
     distributed run (harness.distributed.Dist.run_meta; rank 0 alone calls this).
     ``origin``: the device requested (``auto``) and process start + imports when a parent
@@ -81,6 +81,7 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
     settings.update(backend=name, seed=seed)
     settings.pop("backends", None)
     mean, std = normalization(config.normalize, config.model)
+    sections: dict[str, Any] = {"distributed": distributed} if distributed else {}
     meta = R.build_meta(
         run_id=run_dir.name, command=command, settings=settings, machine=machine_info(),
         threads=R.threads_section(config.threads, prepared.thread_settings),
@@ -98,11 +99,13 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
         preprocess=config.preprocess().describe() | {"mean": list(mean), "std": list(std)},
         evaluation=dataset.evaluation_plan(), deterministic=config.deterministic,
         target_acc=config.target_acc, time_to_target_s=None, epochs_completed=0, resumes=[],
-        **({"distributed": distributed} if distributed else {}),
+        **sections,
         **experiment,  # key, experiment, device_requested, startup_s (harness/experiments/context.py)
     )
     R.write_json(run_dir / R.RUN_JSON, meta)
-    return run_dir, meta
+    # Built typed; from here the loop updates it in place as plain JSON, as --resume does with
+    # the run.json it reads back from disk, so both hand on the same plain dict.
+    return run_dir, cast(dict[str, Any], meta)
 
 
 def finish(run_dir: Path, meta: dict[str, Any], status: str) -> None:
