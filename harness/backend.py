@@ -220,7 +220,7 @@ def training_backends() -> list[str]:
     return [n for n, e in BACKENDS.items() if e.supports_training]
 
 
-def load_backend_class(name: str) -> type:
+def load_backend_class(name: str) -> type[Backend]:
     """Import a backend by name; a missing framework is a BenchError naming the package."""
     try:
         target, package = REGISTRY[name]

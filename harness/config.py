@@ -180,10 +180,11 @@ class RunConfig:
                                        help="seconds between utilisation samples")
     # Data-parallel over the processes a launcher started (harness/distributed/); batch_size
     # stays the GLOBAL batch. Not identity: the world size (run.json) is, and implies it.
-    distributed: bool = setting(False, resume_fixed=True, help="data-parallel over the processes torchrun (torch) or mpiexec (chainer) "
-                                            "started; --batch-size stays the global batch. `bench launch` prints and "
-                                            "runs the launcher line (default: off; on by itself under a launcher with "
-                                            "more than one process)")
+    distributed: bool = setting(False, resume_fixed=True,
+                                help="data-parallel over the processes torchrun (torch) or mpiexec (chainer) "
+                                     "started; --batch-size stays the global batch. `bench launch` prints and "
+                                     "runs the launcher line (default: off; on by itself under a launcher with "
+                                     "more than one process)")
 
     @property
     def learning_rate(self) -> float:

@@ -91,6 +91,7 @@ class _Nvml:
     def __init__(self) -> None:
         self.handles: list[Any] = []
         self.errors: dict[str, str] = {}
+        self.pynvml: Any = None  # the module, once NVML started
         try:
             import pynvml
 
@@ -111,13 +112,14 @@ class _Nvml:
             return None
 
     def sample(self) -> list[GpuReading]:
-        nv = self.pynvml if self.handles else None
+        nv = self.pynvml
         out: list[GpuReading] = []
+        # each lambda runs inside _read before the loop moves on, so binding h late is safe (B023)
         for h in self.handles:
-            util = self._read("utilisation", lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu)
-            mem = self._read("memory", lambda: nv.nvmlDeviceGetMemoryInfo(h).used / 2**20)
-            power = self._read("power", lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)
-            freq = self._read("clock", lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_GRAPHICS))
+            util = self._read("utilisation", lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu)  # noqa: B023
+            mem = self._read("memory", lambda: nv.nvmlDeviceGetMemoryInfo(h).used / 2**20)  # noqa: B023
+            power = self._read("power", lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0)  # noqa: B023
+            freq = self._read("clock", lambda: nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_GRAPHICS))  # noqa: B023
             out.append((util, mem, power, freq))
         return out
 
