@@ -23,7 +23,8 @@ from harness.data.synthetic import make_synthetic
 from harness.errors import BenchError
 
 __all__ = ["Dataset", "BatchStream", "eval_stream", "prefetch", "load_dataset", "load_cifar10",
-           "load_imagefolder", "make_synthetic", "Preprocess", "normalization", "NORMALIZE_CHOICES", "DATASET_CHOICES", "SYNTHETIC_DEFAULT_SIZES"]
+           "load_imagefolder", "make_synthetic", "Preprocess", "normalization", "NORMALIZE_CHOICES", "DATASET_CHOICES",
+           "SYNTHETIC_DEFAULT_SIZES"]
 
 DATASET_CHOICES = ("cifar10", "synthetic", "imagefolder:PATH")
 SYNTHETIC_DEFAULT_SIZES = (5000, 1000)  # (train, test) when no size is given

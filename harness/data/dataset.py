@@ -99,7 +99,7 @@ class Dataset:
     def arrays_hash(self) -> str:
         """SHA-256 of the splits a run uses (validation included when there is one)."""
         arrays = [self.train_images, self.train_labels, self.test_images, self.test_labels]
-        if self.valid_images is not None:
+        if self.valid_images is not None and self.valid_labels is not None:
             arrays += [self.valid_images, self.valid_labels]
         return arrays_sha256(*arrays)
 

@@ -101,11 +101,11 @@ def load_image(path: Path, image_size: int, resize_to: int | None = None) -> np.
 
 def load_frame(path: Path, side: int) -> tuple[np.ndarray, tuple[int, int]]:
     """The whole picture squashed to (side, side, 3) uint8, and its original (height, width)."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as f:
+        img = f.convert("RGB")
     w, h = img.size
     if (w, h) != (side, side):
-        img = img.resize((side, side), Image.BILINEAR)
+        img = img.resize((side, side), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8), (h, w)
 
 
@@ -243,7 +243,7 @@ def load_imagefolder(root: Path, *, image_size: int, train_size: int | None = No
     }
     if truncated:
         identity["truncated_files"] = sorted(truncated)[:20]
-    if has_valid:
+    if valid[0] is not None:  # has_valid
         identity.update(valid_split="valid", valid_size=int(valid[0].shape[0]))
     dataset = Dataset(f"imagefolder:{root.name}", train[0], train[1], test[0], test[1], classes, identity,
                       valid_images=valid[0], valid_labels=valid[1], train_frames=train_frames, preprocessed=True)

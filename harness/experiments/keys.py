@@ -25,7 +25,7 @@ from harness.config import identity_settings
 ADHOC = "adhoc"  # experiment name of a run not started from an experiment file (version 0)
 
 
-def key_settings(settings: Mapping[str, Any], *, backend: str, processes: int = 1,
+def key_settings(settings: Mapping[str, Any], *, backend: str | None, processes: int = 1,
                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the key hashes from a run's settings (RunConfig.settings() or run.json's, with
     the requested device): identity settings + backend + processes (+ an infer cell's own)."""
@@ -49,8 +49,8 @@ def key_of_run(meta: Mapping[str, Any]) -> str:
     settings = dict(meta.get("settings") or {})
     if meta.get("device_requested"):
         settings["device"] = meta["device_requested"]
-    exp = meta.get("experiment") or {}
-    name, version = (exp.get("name"), exp.get("version")) if exp.get("name") else (ADHOC, 0)
-    backend = settings.get("backend") or (meta.get("backend") or {}).get("name")
+    exp: Mapping[str, Any] = meta.get("experiment") or {}
+    name, version = (exp["name"], exp["version"]) if exp.get("name") else (ADHOC, 0)  # context.py writes both
+    backend: str | None = settings.get("backend") or (meta.get("backend") or {}).get("name")
     return comparison_key(name, version, key_settings(settings, backend=backend,
                                                       processes=int(meta.get("world_size") or 1)))

@@ -113,6 +113,7 @@ def _field_name(key: str, source: str, kind: str) -> str:
     name = setting_name(key)
     if name is None:
         parse_mapping({key: None}, source)  # raises: unknown setting, with its suggestion
+    assert name is not None
     if kind == INFER and name not in INFER_SETTINGS:
         raise BenchError(f"{source}: {key} is a training setting: an infer cell takes "
                          f"backend, device, threads, model and its own "
@@ -124,12 +125,14 @@ def _excluded(exp: Experiment, values: dict[str, Any], processes: int) -> bool:
     for entry in exp.exclude:
         match = True
         for k, want in entry.items():
+            got: Any
             if k == "processes":
                 got = processes
             else:
                 name = setting_name(k)
                 if name is None:
                     parse_mapping({k: None}, f"{exp.source} exclude")  # unknown key: one line with a suggestion
+                assert name is not None
                 got = values.get(name)
                 if name == "backends" and isinstance(got, list) and len(got) == 1:
                     got = got[0]

@@ -169,7 +169,8 @@ def _last_line(log: Path) -> str | None:
     except OSError:
         return None
     errors = [ln for ln in lines if ln.startswith("bench: error") or "Error" in ln.split(":")[0]]
-    return (errors or lines or [None])[-1]
+    found = errors or lines
+    return found[-1] if found else None
 
 
 def find_run(results_dir: Path, attempt_id: str) -> Path | None:
@@ -382,11 +383,11 @@ class SuiteRunner:
                 outcome.stop_reason = why
                 break
             mine = [m for m in previous if (m.get("experiment") or {}).get("repeat") == repeat]
-            done = next((m for m in mine if m.get("status") == R.COMPLETED), None)
-            if done is not None:
-                ips = steady_images_per_s(Path(done["_dir"]))
+            earlier = next((m for m in mine if m.get("status") == R.COMPLETED), None)
+            if earlier is not None:
+                ips = steady_images_per_s(Path(earlier["_dir"]))
                 a = Attempt(cell.key, cell.experiment.name, cell.record()["cell"], cell.backend, repeat, SKIPPED,
-                            "done earlier", 0, done["_dir"], None, done.get("startup_s"), ips)
+                            "done earlier", 0, earlier["_dir"], None, earlier.get("startup_s"), ips)
             else:
                 stopped = next((m for m in mine if m.get("status") in (R.INTERRUPTED, R.RUNNING)), None)
                 resume = Path(stopped["_dir"]) if stopped is not None else None
@@ -449,7 +450,7 @@ def _record_repeats(outcome: CellOutcome, values: list[float], policy: Policy) -
               "max": policy.max_n, "stopped": outcome.stop_reason or None}
     for a in outcome.attempts:
         meta = _meta(Path(a.run_dir)) if a.run_dir else {}
-        if meta:
+        if meta and a.run_dir:
             meta["repeats"] = record
             R.write_json(Path(a.run_dir) / R.RUN_JSON, meta)
 
