@@ -60,7 +60,9 @@ def _lineup(root: Path, *names: str, baseline: str | None = None) -> L.Lineup:
 
 
 def test_equal_settings_share_a_key_and_a_changed_setting_does_not(machines):
-    key = lambda p: L.folder_key(read_meta(p))
+    def key(p):
+        return L.folder_key(read_meta(p))
+
     assert key(machines / "laptop" / "torch-0") == key(machines / "gpu-box" / "torch-0") == key(machines / "jetson" / "torch-0")
     assert key(machines / "laptop" / "torch-0") == key(machines / "laptop" / "torch-1")  # seed/repeat are not the key
     assert key(machines / "laptop" / "chainer-0") == key(machines / "gpu-box" / "chainer-0")

@@ -1,7 +1,8 @@
 """The seeds' experiment files (issue 15 item 7) run end to end here, on small data in each
 seed's layout: CIFAR-format batch files (000, 003, 004) and a generated image folder with
 train/valid/test (001), shrunk by command-line overrides (sizes, epochs, image size; no
-download: weights none). Every key of every file is a `bench run` setting.Each runs as users run it, `bench run --config FILE` with flags overriding the file."""
+download: weights none). Every key of every file is a `bench run` setting. Each runs as users run it,
+`bench run --config FILE` with flags overriding the file."""
 from __future__ import annotations
 
 import json

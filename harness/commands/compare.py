@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from harness.errors import BenchError
 from harness.report.compare import BASELINE_KEYS
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError("--format csv holds one table: pass the `bench run` folders and the `bench infer` "
                          "folders in two separate calls")
     table_baseline, machine_baseline = split_baseline(args.baseline)
-    parts = []
+    parts: list[tuple[str, str, Sequence[Any]]] = []  # (kind, text, its rows: only counted)
     if runs:
         _, groups = compare_runs(runs, target_acc=args.target_acc, baseline=table_baseline)
         parts.append(("training", format_table(groups, args.format), groups))

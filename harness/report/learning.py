@@ -31,7 +31,8 @@ def eval_split(epochs: Any, metric: str) -> tuple[str, str] | None:
 
 def _panels(runs: list[RunFolder], records: list[dict[str, Any]], metric: str
             ) -> list[tuple[RunFolder, Style, tuple[str, str] | None]]:
-    out, seen = [], set()
+    out: list[tuple[RunFolder, Style, tuple[str, str] | None]] = []
+    seen: set[tuple[Any, Any, Any]] = set()
     for run, st, rec in zip(runs, styles(records), records):
         key = (rec["machine_id"], rec["backend"], rec["config"])
         has_train = f"train_{metric}" in run.epochs.columns and run.epochs[f"train_{metric}"].notna().any()

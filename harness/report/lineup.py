@@ -151,7 +151,8 @@ class Lineup:
 
 
 def machine_count(runs: Sequence[RunFolder], infers: Sequence[InferFolder] = ()) -> int:
-    return len({machine_of(f.meta).id for f in [*runs, *infers]})
+    folders: list[RunFolder | InferFolder] = [*runs, *infers]
+    return len({machine_of(f.meta).id for f in folders})
 
 
 def line_up(runs: Sequence[RunFolder], infers: Sequence[InferFolder] = (), *,
@@ -160,7 +161,8 @@ def line_up(runs: Sequence[RunFolder], infers: Sequence[InferFolder] = (), *,
     (so the first folder given is the default baseline)."""
     machines: dict[str, Machine] = {}
     samples: dict[str, tuple[KeyRow, dict[str, list[tuple[str, dict[str, Any]]]]]] = {}
-    for folder in [*runs, *infers]:  # argument order
+    folders: list[RunFolder | InferFolder] = [*runs, *infers]
+    for folder in folders:  # argument order
         machine = machines.setdefault(machine_of(folder.meta).id, machine_of(folder.meta))
         key = folder_key(folder.meta)
         kind = "infer" if isinstance(folder, InferFolder) else "train"
@@ -186,7 +188,8 @@ def line_up(runs: Sequence[RunFolder], infers: Sequence[InferFolder] = (), *,
             value, ref_value = entry.figures.get(head), ref.figures.get(head) if ref else None
             row.ratios[mid] = value / ref_value if value is not None and ref_value else None
     shared = [r for r in rows if all(r.ratios.get(m.id) is not None for m in order)]
-    geomean = {m.id: (math.exp(statistics.fmean(math.log(r.ratios[m.id]) for r in shared)) if shared else None)
+    geomean = {m.id: (math.exp(statistics.fmean(math.log(ratio) for r in shared
+                                                     if (ratio := r.ratios[m.id]) is not None)) if shared else None)
                for m in order}
     partial = [r for r in rows if len(r.entries) < len(order)]
     return Lineup(order, base, rows, geomean, [r.key for r in shared], partial)

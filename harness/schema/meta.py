@@ -187,7 +187,8 @@ _JSON_NAMES = {dict: "an object", list: "a list", int: "an integer", str: "a str
 _TYPES: dict[str, type] = {
     "schema_version": int, "kind": str, "run_id": str, "status": str, "command": str,
     "settings": dict, "machine": dict, "threads": dict, "backend": dict, "model": dict, "dataset": dict,
-    "distributed": dict, "energy": dict, "source": dict, "resumes": list, "best": dict, "snapshots": list, "epochs_completed": int, "repeat_index": int,
+    "distributed": dict, "energy": dict, "source": dict, "resumes": list, "best": dict, "snapshots": list,
+    "epochs_completed": int, "repeat_index": int,
     "world_size": int, "key": str, "experiment": dict, "preprocess": dict, "evaluation": dict,
 }
 

@@ -1,16 +1,17 @@
 """Committing an epoch, and reading the commit back on --resume.
 
-:func:`commit_epoch` writes the checkpoint beside the current one (``checkpoint.pending-eK``)
--> checkpoint.json (which holds the epoch's row: the commit point) -> renames the pending
-checkpoint into place -> (best / snapshot links, harness/train/keep.py) -> the epochs.csv row -> run.json, each only after the one before is in
-place, so ``kill -9`` at any point leaves the folder resumable. The pending name carries the
-epoch, so a resume can tell a checkpoint whose epoch was committed (checkpoint.json names that
-epoch: finish the rename, :func:`settle_pending`) from one whose epoch was not (delete it: the
-previous checkpoint is whole and matches checkpoint.json). Renaming the checkpoint in place
-first would leave epoch K's weights under checkpoint.json's K-1 after a kill between the two,
-and the resumed run would train epoch K twice. :func:`read_checkpoint` gives the epoch to
-continue after, and :func:`restore_rows` cuts epochs.csv back to it, restoring the row of a kill
-that came between checkpoint.json and the CSV append. Every completed epoch then has exactly one row.
+:func:`commit_epoch` writes the checkpoint beside the current one (``checkpoint.pending-eK``) ->
+checkpoint.json (which holds the epoch's row: the commit point) -> renames the pending checkpoint
+into place -> (best / snapshot links, harness/train/keep.py) -> the epochs.csv row -> run.json, each
+only after the one before is in place, so ``kill -9`` at any point leaves the folder resumable. The
+pending name carries the epoch, so a resume can tell a checkpoint whose epoch was committed
+(checkpoint.json names that epoch: finish the rename, :func:`settle_pending`) from one whose epoch
+was not (delete it: the previous checkpoint is whole and matches checkpoint.json). Renaming the
+checkpoint in place first would leave epoch K's weights under checkpoint.json's K-1 after a kill
+between the two, and the resumed run would train epoch K twice. :func:`read_checkpoint` gives the
+epoch to continue after, and :func:`restore_rows` cuts epochs.csv back to it, restoring the row of a
+kill that came between checkpoint.json and the CSV append. Every completed epoch then has exactly
+one row.
 """
 from __future__ import annotations
 

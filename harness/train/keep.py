@@ -55,7 +55,7 @@ def maximises(metric: str) -> bool:
 
 
 def _value(row: Mapping[str, Any], metric: str) -> float | None:
-    value = row.get(metric)
+    value: Any = row.get(metric)  # a number, a CSV string, "" or None
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -96,7 +96,10 @@ class Keep:
         return f"{snapshot_stem(epoch)}{self.suffix}"
 
     def snapshot_due(self, epoch: int) -> bool:
-        return bool(self.snapshot_every) and epoch % self.snapshot_every == 0
+        every = self.snapshot_every
+        if not every:
+            return False
+        return epoch % every == 0
 
     def after_checkpoint(self, run_dir: Path, checkpoint: Path, row: Mapping[str, Any], meta: dict[str, Any]) -> None:
         """Called once the epoch's checkpoint and checkpoint.json are in place: link it as
