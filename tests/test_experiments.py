@@ -125,7 +125,8 @@ _OTHER = {"device": "cuda", "model": "resnet14", "dataset": "cifar10", "epochs":
           "optimizer": "adam", "momentum": 0.5, "weight_decay": 0.0, "schedule": "step", "train_size": 99,
           "test_size": 98, "threads": 3, "shortcut": "B", "no_skip": ["layer1.0"], "freeze": "backbone",
           "train_bn": True, "head": "mlp", "augment": "flip", "weights": "imagenet", "cache_features": True,
-          "image_size": 64}
+          "image_size": 64, "eval_batch_size": 33, "normalize": "imagenet", "eval_resize": 40, "rotate": 30.0,
+          "valid_size": 50, "allow_truncated": True, "deterministic": True}
 
 
 def _key(settings: dict, **kw) -> str:
