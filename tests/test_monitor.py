@@ -31,7 +31,9 @@ def test_system_utilisation_covers_this_process_in_every_sample(tmp_path):
             monitor.set_phase(epoch, "eval")
             _spin(0.2)
             agg = monitor.take_epoch()
-            assert agg["process_cpu_pct"] > 40  # about one core (less when other programs compete)
+            # about one core on a quiet machine; a busy one (other programs, parallel test workers)
+            # gives the spinner less, so only "clearly busy" is asserted
+            assert agg["process_cpu_pct"] > 15
             cores = psutil.cpu_count() or 1
             # the whole machine's busy share is at least this process's share of it
             assert agg["cpu_util_mean_pct"] >= 0.7 * agg["process_cpu_pct"] / cores
@@ -39,12 +41,12 @@ def test_system_utilisation_covers_this_process_in_every_sample(tmp_path):
     rows = pd.read_csv(path)
     assert len(rows) >= 8 and set(rows["phase"]) == {"train", "eval"}
     cores = psutil.cpu_count() or 1
-    busy = rows[rows["process_cpu_pct"] > 50]
-    assert len(busy) >= 6
-    # Every row where this process kept a core busy shows at least half a core busy machine-wide.
+    busy = rows[rows["process_cpu_pct"] > 25]
+    assert len(busy) >= 3
+    # Every row where this process kept a core busy shows at least half of that busy machine-wide.
     # (Row by row the two figures come from different kernel counters with 10 ms ticks, so over
     # 0.1 s either may lead the other by a few tens of percent; the old bug read exactly 0.)
-    assert (busy["cpu_pct"] * cores >= 50).all(), busy[["cpu_pct", "process_cpu_pct"]]
+    assert (busy["cpu_pct"] * cores >= 0.5 * busy["process_cpu_pct"]).all(), busy[["cpu_pct", "process_cpu_pct"]]
 
 
 def test_busy_pct_follows_psutils_formula():
