@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Protocol, TypeVar
 
@@ -76,6 +76,9 @@ class TrainStats:
     steps: int = 0
     data_wait_s: float = 0.0  # blocked in next(batches)
     compute_s: float = 0.0  # forward/backward/update, device-synchronised
+    # wall time of the steps in which a graph compiler compiled (--compile), None when not
+    # compiling: part of compute_s, reported on its own and kept out of steady-state figures
+    compile_s: float | None = None
 
     @property
     def loss(self) -> float:
@@ -122,10 +125,17 @@ class Backend(Protocol):
     def devices(self) -> list[DeviceStatus]:
         """Every device this backend could use here, usable or not (with the reason)."""
 
-    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
-        """Select the device (BenchError if unusable), set CPU threads and seeds, and with
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False,
+                  precision: str = "fp32", compile: str = "none") -> dict[str, Any]:
+        """Select the device (BenchError if unusable), set CPU threads and seeds, with
         ``deterministic`` choose deterministic kernels (``--deterministic``; seed 001 set
-        cuDNN's). Returns the framework's own settings in effect for run.json."""
+        cuDNN's), and set the precision and compile mode :meth:`build` will use
+        (harness/precision.py; the harness has refused what the BACKENDS flags rule out, the
+        backend what only it can see: the GPU's generation, a missing compiler). Returns the
+        framework's own settings in effect for run.json."""
+
+    def execution(self) -> dict[str, Any]:
+        """run.json's ``execution``: {"precision": {...dtypes, scaler...}, "compile": {mode, cache...}}."""
 
     def build(self, model: ModelSpec, optim: OptimSpec, inputs: InputSpec) -> None:
         """Build model + optimiser on the configured device (random init; the harness then
@@ -193,6 +203,11 @@ class BackendEntry:
     supports_onnx: bool = True  # `bench export` can write an .onnx from its checkpoints
     launcher: str | None = None  # multi-process launcher: "torchrun" | "mpiexec"; None: not distributed
     checkpoint_suffix: str = ".pt"  # the native checkpoint file: checkpoint<suffix>
+    # device kind ("cpu", "cuda") -> the --precision names it can run (harness/precision.py)
+    precisions: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"cpu": ("fp32",), "cuda": ("fp32",)})
+    precision_notes: dict[str, str] = field(default_factory=dict)  # precision -> why it is missing where it is
+    compiler: str | None = None  # what --compile uses ("torch.compile (inductor)"); None: cannot compile
+    no_compiler_reason: str = ""  # why not, when compiler is None
 
     @property
     def supports_distributed(self) -> bool:
@@ -203,11 +218,29 @@ class BackendEntry:
 # plus one entry here.
 BACKENDS: dict[str, BackendEntry] = {e.name: e for e in (
     BackendEntry("torch", "backends.torch_impl.backend:TorchBackend", "torch==2.14.1 torchvision==0.29.1",
-                 launcher="torchrun", checkpoint_suffix=".pt"),
+                 launcher="torchrun", checkpoint_suffix=".pt",
+                 # fp16-mixed on the CPU runs (autocast + GradScaler) but is slow without AMX-FP16.
+                 precisions={"cpu": ("fp32", "bf16-mixed", "fp16-mixed", "bf16"),
+                             "cuda": ("fp32", "tf32", "bf16-mixed", "fp16-mixed", "bf16")},
+                 precision_notes={"tf32": "TF32 is an NVIDIA tensor-core format (Ampere or newer): use --device "
+                                          "cuda, or bf16-mixed on a CPU"},
+                 compiler="torch.compile (inductor)"),
     BackendEntry("chainer", "backends.chainer_impl.backend:ChainerBackend", "chainer==7.8.1",
-                 launcher="mpiexec", checkpoint_suffix=".npz"),  # ONNX via onnx-chainer, ranks via ChainerMN
+                 launcher="mpiexec", checkpoint_suffix=".npz",  # ONNX via onnx-chainer, ranks via ChainerMN
+                 # chainer.mixed16 (float16 compute, float32 master weights) with loss scaling, on CuPy.
+                 # On NumPy it runs but a ResNet-20 step measured ~30x slower than float32 (no float16
+                 # kernels in NumPy's BLAS): refused rather than reported as a precision result.
+                 precisions={"cpu": ("fp32",), "cuda": ("fp32", "fp16-mixed")},
+                 precision_notes={
+                     "tf32": "Chainer/CuPy have no TF32 mode",
+                     "bf16-mixed": "NumPy and CuPy have no bfloat16 type",
+                     "bf16": "NumPy and CuPy have no bfloat16 type",
+                     "fp16-mixed": "NumPy has no fast float16 kernels (a mixed16 ResNet-20 step measured ~30x "
+                                   "slower than float32 on a CPU): use --device cuda (CuPy)"},
+                 no_compiler_reason="Chainer has no graph compiler (it runs define-by-run, op by op)"),
     BackendEntry("onnxruntime", "backends.onnxruntime_impl.backend:OnnxRuntimeBackend",
-                 "onnxruntime==1.32.0 onnx==1.23.2", supports_training=False, checkpoint_suffix=".onnx"),
+                 "onnxruntime==1.32.0 onnx==1.23.2", supports_training=False, checkpoint_suffix=".onnx",
+                 no_compiler_reason="an exported graph is run as it is"),
 )}
 
 # Views of BACKENDS kept for the modules that read them (choices= lists, config validation).
@@ -283,7 +316,8 @@ StepResult = tuple[np.ndarray, float, np.ndarray]
 
 
 def run_pass(batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], StepResult], *,
-             sync: Callable[[], None], on_step: StepCallback | None = None) -> TrainStats:
+             sync: Callable[[], None], on_step: StepCallback | None = None,
+             compiles: Callable[[], int] | None = None) -> TrainStats:
     """The framework-free skeleton of every training and evaluation pass, so each backend
     supplies only ``step`` (its framework calls) and ``sync`` (wait for the device).
 
@@ -292,12 +326,24 @@ def run_pass(batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], St
     :mod:`harness.metrics`' one tie rule; ``on_step`` gets (images so far, running loss).
     ``compute_s`` is the pass's wall time after the final ``sync`` minus the data wait. The
     logits come to the CPU every step (one device-to-host copy of N x classes floats): the
-    price of one metric definition for every backend and device."""
+    price of one metric definition for every backend and device.
+
+    ``compiles`` (a backend that compiles): the number of graphs compiled so far; a step
+    during which it grew is a compiling step, and its wall time goes to ``compile_s`` (the
+    compile dominates it: seconds against milliseconds)."""
     top5 = isinstance(stats, EvalStats)
+    if compiles is not None:
+        stats.compile_s = 0.0
     sync()
     start = time.perf_counter()
     for batch in iter_with_wait(batches, stats, time.perf_counter):
-        logits, loss_sum, labels = step(batch)
+        if compiles is None:
+            logits, loss_sum, labels = step(batch)
+        else:
+            before, t0 = compiles(), time.perf_counter()
+            logits, loss_sum, labels = step(batch)
+            if compiles() != before:
+                stats.compile_s += time.perf_counter() - t0  # type: ignore[operator]
         stats.loss_sum += loss_sum
         stats.correct += topk_correct(logits, labels, 1)
         if top5:

@@ -28,6 +28,7 @@ from harness.data.augment import AUGMENTS
 from harness.data.preprocess import Preprocess, normalization
 from harness.device import parse_device
 from harness.errors import BenchError
+from harness.precision import COMPILE_MODES, PRECISION_NAMES, PRECISIONS, unsupported
 from harness.train.keep import BEST_METRICS
 
 OPTIMIZERS = ("sgd", "adam")
@@ -117,6 +118,11 @@ class RunConfig:
                                     help="use the first N test images (default: all; synthetic: 1000)")
     threads: int | None = setting(None, identity=True, positive=True,
                                   help="CPU threads for the framework and its BLAS (default: the framework's own)")
+    precision: str = setting("fp32", identity=True, choices=PRECISION_NAMES,
+                             help="numeric precision: " + "; ".join(f"{p.name} {p.help}" for p in PRECISIONS.values()))
+    compile: str = setting("none", identity=True, choices=COMPILE_MODES,
+                           help="torch.compile mode (inductor); none runs eagerly. Compile time is its own column "
+                                "(compile_s), kept out of steady-state images/s and included in elapsed time")
     results_dir: Path = setting(Path("results"), control=True, help="where run folders are created")
     # Not identity, but fixed on resume: a resumed run is one run, and its time-to-target is
     # for the target it started with.
@@ -245,6 +251,10 @@ class RunConfig:
             raise BenchError("a backend is listed twice in --backend: list each once")
         info = model_info(self.model)
         check_device(self.device)
+        for name in self.backends:  # capability flags (harness/backend.py BACKENDS), nothing imported
+            reason = unsupported(name, self.device, self.precision, self.compile)
+            if reason:
+                raise BenchError(reason)
         if not (self.dataset in ("cifar10", "synthetic") or self.dataset.startswith("imagefolder:")):
             raise BenchError(f"unknown dataset {self.dataset!r}: choose cifar10, synthetic or imagefolder:PATH")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:

@@ -18,11 +18,19 @@ Float32 sets the floor for the step: ReLU masks flip where an activation rounds 
 early-layer gradients sum many cancelling terms, so the parameters after one step agree to
 ~1e-7 of the largest weight for resnet8 but only ~1e-4 for resnet20/resnet18 (measured on
 CPU, lr 0.1, batch 16); in float64 the two frameworks' gradients agree to ~1e-14.
+
+In low precision (``--precision bf16-mixed`` etc.) the first backend runs in that precision
+and the second in float32, the reference: the question is whether the low-precision step
+computes the float32 step up to the format's rounding. The tolerance is then
+:data:`PRECISION_FACTOR` times the format's unit roundoff u (bf16 2^-8, fp16 and tf32 2^-11;
+harness/precision.py), stated in the output; the float32 floor does not apply.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, ContextManager
 
@@ -30,12 +38,29 @@ import numpy as np
 
 from harness.backend import Backend, Batch
 from harness.config import RunConfig
+from harness.precision import PRECISIONS, parity_tolerance
 from harness.train.prepare import prepare_backend
 
 STAT_SUFFIXES = (".running_mean", ".running_var")
 
 
 FLOOR_FACTOR = 4.0  # a step difference up to this multiple of the float32 floor passes
+# Low precision: differences up to this many unit roundoffs pass. Every layer rounds its
+# inputs and output once (a relative error <= u each), errors of independent roundings grow
+# like sqrt(depth) and BatchNorm renormalises every block, so a correct resnet8/resnet20 step
+# stays within about one u (measured, resnet8, batch 8, CPU: logits 1.3 u bf16-mixed and 1.1 u
+# fp16-mixed, parameters after the step 0.3 u and 0.8 u of the largest weight); 8 u passes that
+# with room, while a wrong cast (a layer in a format with fewer bits: bf16 where fp16 was asked
+# is 8x fp16's u) or a dropped unscale (a factor 2^k) fails.
+PRECISION_FACTOR = 8.0
+
+
+def precision_basis(precision: str) -> str:
+    """How the tolerance for ``precision`` was derived, for the report's header."""
+    p = PRECISIONS[precision]
+    bits = round(-math.log2(p.unit_roundoff))
+    return (f"{PRECISION_FACTOR:g} x {p.format}'s unit roundoff 2^-{bits} = "
+            f"{parity_tolerance(precision, PRECISION_FACTOR):.3g}")
 
 
 @dataclass
@@ -62,6 +87,8 @@ class ParityReport:
     batch_size: int
     weights: dict[str, Any]
     tolerance: float
+    precision: str = "fp32"  # the first backend's; the second runs float32
+    tolerance_basis: str = ""  # how the tolerance was derived (low precision) or "" (given)
     rows: list[Row] = field(default_factory=list)
     losses: tuple[float, float] = (float("nan"), float("nan"))
 
@@ -76,6 +103,7 @@ class ParityReport:
     def as_dict(self) -> dict[str, Any]:
         return {"backends": list(self.backends), "model": self.model, "image_size": self.image_size,
                 "batch_size": self.batch_size, "weights": self.weights, "tolerance": self.tolerance,
+                "precision": self.precision, "reference_precision": "fp32", "tolerance_basis": self.tolerance_basis,
                 "floor_factor": FLOOR_FACTOR, "losses": list(self.losses), "rows": [r.as_dict() for r in self.rows],
                 "passed": self.passed}
 
@@ -127,7 +155,7 @@ def step_rows(a: Step, b: Step) -> list[Row]:
     return rows
 
 
-def run_parity(config: RunConfig, *, num_classes: int, tolerance: float) -> ParityReport:
+def run_parity(config: RunConfig, *, num_classes: int, tolerance: float, tolerance_basis: str = "") -> ParityReport:
     """Compare ``config.backends[0]`` and ``[1]`` on one batch of ``config.batch_size`` images.
 
     When a step difference exceeds ``tolerance``, each backend also repeats the step from
@@ -136,17 +164,20 @@ def run_parity(config: RunConfig, *, num_classes: int, tolerance: float) -> Pari
     difference within ``FLOOR_FACTOR`` times it is rounding, not a different computation."""
     names = (config.backends[0], config.backends[1])
     seed = config.seed
+    # The first backend at config.precision, the second the float32 eager reference.
+    configs = (config, dataclasses.replace(config, precision="fp32", compile="none"))
 
-    def fresh(name: str) -> Backend:
-        return prepare_backend(config, name, seed, num_classes).backend
+    def fresh(i: int) -> Backend:
+        return prepare_backend(configs[i], names[i], seed, num_classes).backend
 
     first = prepare_backend(config, names[0], seed, num_classes)
-    a, b = first.backend, fresh(names[1])
+    a, b = first.backend, fresh(1)
     size = first.spec.image_size
     rng = np.random.default_rng(seed)
     batch = Batch(rng.integers(0, 256, (config.batch_size, size, size, 3), dtype=np.uint8),
                   rng.integers(0, num_classes, config.batch_size).astype(np.int64))
-    report = ParityReport(names, config.model, size, config.batch_size, first.weights, tolerance)
+    report = ParityReport(names, config.model, size, config.batch_size, first.weights, tolerance,
+                          config.precision, tolerance_basis)
     report.rows.append(compare_arrays("state as loaded", a.state_arrays(), b.state_arrays()))
     report.rows.append(compare_arrays("logits, eval mode", {"logits": a.predict(batch.images)},
                                       {"logits": b.predict(batch.images)}))
@@ -154,11 +185,11 @@ def run_parity(config: RunConfig, *, num_classes: int, tolerance: float) -> Pari
     report.losses = (steps[0][0], steps[1][0])
     rows = step_rows(*steps)
     report.rows += rows
-    if any(r.max_rel > tolerance for r in rows):
+    if any(r.max_rel > tolerance for r in rows) and config.precision == "fp32":  # float32's floor
         order = np.random.default_rng([seed, 1]).permutation(config.batch_size)
         reordered = Batch(batch.images[order].copy(), batch.labels[order].copy())
-        for name, step in zip(names, steps):
-            for row, own in zip(rows, step_rows(step, one_step(fresh(name), reordered))):
+        for i, step in enumerate(steps):
+            for row, own in zip(rows, step_rows(step, one_step(fresh(i), reordered))):
                 row.floor = max(row.floor or 0.0, own.max_rel)
     return report
 
@@ -166,8 +197,14 @@ def run_parity(config: RunConfig, *, num_classes: int, tolerance: float) -> Pari
 def format_report(report: ParityReport) -> str:
     w = report.weights
     source = w.get("path") or "canonical init"
-    lines = [f"parity {report.backends[0]} vs {report.backends[1]}: {report.model}, {report.image_size} px, "
-             f"batch {report.batch_size}, weights {w.get('source', 'none')} ({source})",
+    a, b = report.backends
+    if report.precision != "fp32":
+        a, b = f"{a} {report.precision}", f"{b} fp32"
+    lines = [(f"parity {a} vs {b}: {report.model}, {report.image_size} px, "
+              f"batch {report.batch_size}, weights {w.get('source', 'none')} ({source})")]
+    if report.tolerance_basis:
+        lines.append(f"tolerance {report.tolerance:.3g}: {report.tolerance_basis}")
+    lines += [
              f"{'quantity':32s} {'max abs':>10s} {'max rel':>10s} {'fp32 floor':>10s}  worst tensor"]
     for r in report.rows:
         floor = "" if r.floor is None else f"{r.floor:.3g}"

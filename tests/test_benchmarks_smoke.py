@@ -4,6 +4,7 @@ between `tox -e bench` runs. No timing is asserted; the benchmarks themselves ar
 from __future__ import annotations
 
 import importlib
+import json
 import io
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ if str(ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not a
 from harness.data import make_synthetic  # noqa: E402
 
 MODULES = ["benchmarks.support", "benchmarks.conftest", "benchmarks.test_training", "benchmarks.test_inference",
-           "benchmarks.test_pipeline", "benchmarks.compare_recipes", "benchmarks.recipes.torch_cifar"]
+           "benchmarks.test_pipeline", "benchmarks.compare_recipes", "benchmarks.compare_precision",
+           "benchmarks.recipes.torch_cifar"]
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +82,19 @@ def test_compare_script_bare_worker_and_summary():
     text = "\n".join(cr.summarise("torch", {"recipe": [fake_recipe], "bench": [fake_bench], "bare": [bare]}, 256, 2))
     assert "bench / recipe: 2.00" in text and "data wait" in text
     assert "harness_s: sampler, progress bar, checkpoint): 0.38 (min-max 0.38-0.38) %   [<= 2%: met]" in text
+
+
+def test_compare_precision_runs_its_cells_and_judges_only_on_amx(capsys, tmp_path):
+    """benchmarks/compare_precision.py end to end on one tiny eager cell pair (no timing
+    asserted): the bar is judged from the CPU flags, never from the CPU's name."""
+    from benchmarks import compare_precision as cp
+
+    assert cp.bf16_hardware({"avx512f", "amx_bf16", "avx512_bf16"}) == "amx_bf16"
+    assert cp.bf16_hardware({"avx512_bf16"}) == "avx512_bf16" and cp.bf16_hardware(set()) == "none"
+    out = tmp_path / "runs.json"
+    cp.main(["--repeats", "1", "--cells", "fp32/none,bf16-mixed/none", "--train-size", "128", "--test-size", "64",
+             "--threads", "1", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert "bar not judged: fp32/none and bf16-mixed/default were not both measured" in text
+    runs = {r["precision"]: r for r in json.loads(out.read_text())}
+    assert set(runs) == {"fp32", "bf16-mixed"} and all(r["images_per_s"] > 0 for r in runs.values())

@@ -98,7 +98,7 @@ def test_identity():
                    threads=2, shortcut="B", no_skip=("layer1.0",), freeze="backbone", train_bn=True, head="mlp",
                    augment="none", weights="imagenet", cache_features=True, image_size=64, eval_batch_size=32,
                    normalize="none", eval_resize=40, rotate=30.0, valid_size=50, allow_truncated=True,
-                   deterministic=True)
+                   deterministic=True, precision="bf16-mixed", compile="default")
     assert set(changed) == set(IDENTITY)
     for name, value in changed.items():
         assert RunConfig(**{name: value}).identity_key() != base.identity_key(), name

@@ -38,12 +38,15 @@ from harness.backend import (
 )
 from harness.device import parse_device
 from harness.errors import BenchError
+from harness.precision import PRECISIONS
 
 from . import blas, optimizers, weights
 from .models import backbone_is_frozen, build_model, freeze_links
 
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
 MARK = "__bench__/"  # checkpoint keys that describe the checkpoint itself
+# --precision -> Chainer's dtype config: mixed16 = float16 compute over float32 master weights.
+CONFIG_DTYPE = {"fp32": np.dtype(np.float32), "fp16-mixed": chainer.mixed16}
 RNG = MARK + "rng/"  # numpy's global random state (dropout masks)
 
 
@@ -108,6 +111,7 @@ class ChainerBackend:
         self.model: chainer.Chain | None = None
         self.optimizer: chainer.Optimizer | None = None
         self._mean = self._std = None
+        self.precision = "fp32"
 
     # ---------------------------------------------------------------- Environment
     def versions(self) -> dict[str, str]:
@@ -128,8 +132,12 @@ class ChainerBackend:
         return found + [DeviceStatus(f"cuda:{i}", True, runtime.getDeviceProperties(i)["name"].decode())
                         for i in range(_gpu_count())]
 
-    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False,
+                  precision: str = "fp32", compile: str = "none") -> dict[str, Any]:
+        if precision not in CONFIG_DTYPE or compile != "none":  # the harness refuses these first (BACKENDS)
+            raise BenchError(f"chainer cannot run --precision {precision} --compile {compile}: use fp32 and none")
         self.device = self._parse_device(device)
+        self.precision = precision
         if threads is not None and threads < 1:
             raise BenchError(f"--threads must be at least 1, got {threads}")
         np.random.seed(seed)  # Chainer draws dropout masks and default inits from numpy's RNG
@@ -149,6 +157,15 @@ class ChainerBackend:
                             pci_bus_id=self.device.device.pci_bus_id)
         settings.update(blas.thread_report(threads))
         return settings
+
+    def execution(self) -> dict[str, Any]:
+        """run.json's record of how the arithmetic ran: precision (no compiler in Chainer)."""
+        mixed = self.precision == "fp16-mixed"
+        return {"precision": {"precision": self.precision, "format": PRECISIONS[self.precision].format,
+                              "config_dtype": str(CONFIG_DTYPE[self.precision]),
+                              "param_dtype": "float16 (float32 master copies)" if mixed else "float32",
+                              "loss_scaling": "dynamic" if mixed else None},
+                "compile": {"mode": "none"}}
 
     @staticmethod
     def _parse_device(device: str):
@@ -179,10 +196,16 @@ class ChainerBackend:
         if optim.name not in optimizers.OPTIMIZERS:  # fail before building a large model
             raise BenchError(f"unknown optimiser {optim.name!r}: choose one of {', '.join(optimizers.OPTIMIZERS)}")
         self.spec, self.optim_spec = model, optim
-        net = build_model(model)
+        with chainer.using_config("dtype", CONFIG_DTYPE[self.precision]):
+            net = build_model(model)
         net.to_device(self.device)
         self.model = net
         self.optimizer = optimizers.make_optimizer(optim, net)
+        if self.precision == "fp16-mixed":
+            # mixed16 makes convolution/linear weights float16; the update runs on float32 master
+            # copies (use_fp32_update), the loss scale is dynamic (halved on overflow, update skipped).
+            self.optimizer.use_fp32_update()
+            self.optimizer.loss_scaling()
         for link in freeze_links(net):  # needs the update rules that setup() just made
             link.disable_update()
         xp = self.device.xp
@@ -220,7 +243,7 @@ class ChainerBackend:
         x /= np.float32(255.0)
         x -= self._mean
         x /= self._std
-        return x
+        return x.astype(np.float16) if self.precision == "fp16-mixed" else x
 
     def _labels(self, labels: np.ndarray):
         # int32: what Chainer's softmax_cross_entropy kernels index with.
@@ -230,7 +253,8 @@ class ChainerBackend:
     def _mode(self, train: bool) -> Iterator[None]:
         """Train or eval config; no graph in eval; no argument type checks in timed loops."""
         with chainer.using_device(self.device), chainer.using_config("train", train), \
-                chainer.using_config("enable_backprop", train), chainer.using_config("type_check", False):
+                chainer.using_config("enable_backprop", train), chainer.using_config("type_check", False), \
+                chainer.using_config("dtype", CONFIG_DTYPE[self.precision]):
             yield
 
     # ---------------------------------------------------------------- Training
@@ -246,7 +270,7 @@ class ChainerBackend:
     def _update(self, forward: Callable, x, t):
         """One optimiser step; returns (logits array, mean loss array)."""
         logits = forward(x)
-        loss = F.softmax_cross_entropy(logits, t)
+        loss = F.softmax_cross_entropy(F.cast(logits, np.float32), t)  # the loss in float32, as torch's
         self._net.cleargrads()
         loss.backward()
         self._optim.update()
@@ -303,7 +327,7 @@ class ChainerBackend:
 
         def step(batch: Batch):
             x, t = self._images(batch.images), self._labels(batch.labels)
-            logits = net(x)
+            logits = F.cast(net(x), np.float32)
             return logits.array, F.softmax_cross_entropy(logits, t).array, t
 
         with self._mode(train=False):
@@ -326,7 +350,7 @@ class ChainerBackend:
         with self._mode(train=False):
             for i in range(0, len(images), PREDICT_CHUNK):
                 y = forward(self._images(images[i:i + PREDICT_CHUNK]))
-                outputs.append(chainer.backend.CpuDevice().send(y.array))
+                outputs.append(chainer.backend.CpuDevice().send(y.array).astype(np.float32))
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def layer_summary(self, image_size: int) -> list[dict[str, Any]]:

@@ -93,7 +93,10 @@ class OnnxRuntimeBackend:
         return (f"this onnxruntime ({ort.__version__}) has no {CUDA_EP} (providers: "
                 f"{', '.join(ort.get_available_providers())}): install onnxruntime-gpu instead of onnxruntime")
 
-    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False,
+                  precision: str = "fp32", compile: str = "none") -> dict[str, Any]:
+        if precision != "fp32" or compile != "none":  # BACKENDS' flags refuse these before here
+            raise BenchError("onnxruntime runs an exported float32 graph: --precision fp32 --compile none")
         parsed = parse_device(device)
         if not parsed.is_cuda:
             self.device = "cpu"

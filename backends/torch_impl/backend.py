@@ -10,6 +10,7 @@ Timing and accounting: :func:`harness.backend.run_pass` (shared by every backend
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -29,12 +30,16 @@ from harness.backend import (
 )
 from harness.device import parse_device
 from harness.errors import BenchError
+from harness.precision import PRECISIONS
 
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
 # resnet20, batch 128, SGD training on this 2-core CPU (torch 2.14.1, 2 threads, idle
 # machine): 449-468 img/s contiguous vs 615-621 img/s channels_last (+33 %), so channels_last
 # is used on CPU as well as on CUDA. Measured with a 3-step warm-up and 8 timed steps per run.
 CHANNELS_LAST = {"cpu": True, "cuda": True}
+# --precision -> the autocast dtype (mixed precisions) or the parameters' dtype (pure).
+AUTOCAST_DTYPE = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
+PARAM_DTYPE = {"bf16": torch.bfloat16}
 
 
 def _cuda_unavailable_reason() -> str:
@@ -63,6 +68,11 @@ class TorchBackend:
         self.memory_format = torch.contiguous_format
         self._mean: Tensor | None = None
         self._std: Tensor | None = None
+        self.precision = "fp32"
+        self.compile_mode = "none"
+        self.forward: nn.Module | Callable[[Tensor], Tensor] | None = None  # the model, or torch.compile's wrapper
+        self.scaler: torch.amp.GradScaler | None = None
+        self._compile_info: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- Environment
     def versions(self) -> dict[str, str]:
@@ -86,7 +96,8 @@ class TorchBackend:
             found.append(DeviceStatus("cuda", False, _cuda_unavailable_reason()))
         return found
 
-    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False) -> dict[str, Any]:
+    def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False,
+                  precision: str = "fp32", compile: str = "none") -> dict[str, Any]:
         self.device = self._parse_device(device)
         if deterministic:
             # cuBLAS is deterministic only with a fixed workspace, read when its handle is
@@ -99,6 +110,10 @@ class TorchBackend:
         # deterministic. run.json records this.
         torch.use_deterministic_algorithms(deterministic, warn_only=deterministic)
         torch.backends.cudnn.deterministic = deterministic
+        self.precision, self.compile_mode = precision, compile
+        self._check_precision()
+        if compile != "none":
+            self._compile_info = self._check_compiler()
         if threads is not None:
             if threads < 1:
                 raise BenchError(f"--threads must be at least 1, got {threads}")
@@ -109,6 +124,10 @@ class TorchBackend:
             # Fixed input shapes: let cuDNN time its algorithms once and keep the fastest
             # (not in deterministic mode: the timing may pick a different algorithm each run).
             torch.backends.cudnn.benchmark = not deterministic
+            # fp32 means float32: torch lets cuDNN convolutions use TF32 unless told otherwise.
+            tf32 = precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
         settings = {
             "device": str(self.device),
             "torch_num_threads": torch.get_num_threads(),
@@ -122,6 +141,76 @@ class TorchBackend:
             props = torch.cuda.get_device_properties(self.device)
             settings["pci_bus_id"] = f"{props.pci_domain_id:04x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
         return settings
+
+    def _check_precision(self) -> None:
+        """What the capability flags cannot know: the GPU's generation."""
+        if self.device.type != "cuda":
+            if self.precision == "tf32":  # the harness refuses it first (BACKENDS flags)
+                raise BenchError("--precision tf32 is an NVIDIA tensor-core format: use --device cuda")
+            return
+        major, minor = torch.cuda.get_device_capability(self.device)
+        if self.precision == "tf32" and major < 8:
+            raise BenchError(f"--precision tf32 needs an NVIDIA GPU of compute capability 8.0 (Ampere) or newer; "
+                             f"{torch.cuda.get_device_name(self.device)} is {major}.{minor}: use fp32 or fp16-mixed")
+        if self.precision in ("bf16", "bf16-mixed") and not torch.cuda.is_bf16_supported():
+            raise BenchError(f"--precision {self.precision}: {torch.cuda.get_device_name(self.device)} has no "
+                             f"bfloat16 support: use fp16-mixed")
+
+    def _check_compiler(self) -> dict[str, Any]:
+        """What inductor needs before it is asked to compile (a C++ compiler on the CPU, Triton on
+        CUDA), as one BenchError; and where its cache is and whether it already held entries,
+        so a run says whether it paid for a first compile or reused cached kernels."""
+        from torch._inductor import config as inductor_config
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        found = ""
+        if self.device.type == "cpu":
+            from torch._inductor import cpp_builder
+            from torch._inductor.exc import InvalidCxxCompiler
+            try:
+                found = cpp_builder.get_cpp_compiler()
+            except InvalidCxxCompiler:
+                wanted = [c for c in inductor_config.cpp.cxx if c] if isinstance(inductor_config.cpp.cxx, (list, tuple)) \
+                    else [inductor_config.cpp.cxx]
+                raise BenchError(f"--compile {self.compile_mode} on the CPU needs a C++ compiler and "
+                                 f"{' or '.join(map(str, wanted))} (from $CXX, default g++) was not found or does not "
+                                 f"run: install one (apt-get install g++) or set CXX, or use --compile none") from None
+        else:
+            from torch.utils._triton import has_triton
+            if not has_triton():
+                raise BenchError(f"--compile {self.compile_mode} on CUDA needs Triton, which is not installed or "
+                                 "does not support this GPU: pip install triton, or use --compile none")
+            found = "triton"
+        where = Path(cache_dir())
+        entries = sum(1 for _ in where.rglob("*")) if where.is_dir() else 0
+        return {"mode": self.compile_mode, "backend": "inductor", "compiler": found, "cache_dir": str(where),
+                "cache_dir_from": "TORCHINDUCTOR_CACHE_DIR" if os.environ.get("TORCHINDUCTOR_CACHE_DIR") else "default",
+                "cache_entries_before": entries,
+                "cache": "warm (entries before the run: kernels may be reused)" if entries else
+                         "cold (empty: first compile)"}
+
+    def execution(self) -> dict[str, Any]:
+        """run.json's record of how the arithmetic ran: precision and compilation."""
+        info: dict[str, Any] = {"precision": self.precision, "format": PRECISIONS[self.precision].format,
+                                "autocast_dtype": str(AUTOCAST_DTYPE.get(self.precision, "")).replace("torch.", ""),
+                                "param_dtype": str(PARAM_DTYPE.get(self.precision, torch.float32)).replace("torch.", ""),
+                                "grad_scaler": self.scaler is not None}
+        if self.device.type == "cuda":
+            info.update(tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+                        tf32_cudnn=bool(torch.backends.cudnn.allow_tf32))
+        return {"precision": info, "compile": self._compile_info or {"mode": "none"}}
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = AUTOCAST_DTYPE.get(self.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _compiles(self) -> int:
+        """Graphs dynamo has compiled so far in this process; run_pass times the steps in which
+        it grew as compile time (the lazy backward compile happens in the same step)."""
+        from torch._dynamo.utils import counters
+        return int(counters["stats"]["unique_graphs"])
 
     @staticmethod
     def _parse_device(device: str) -> torch.device:
@@ -143,7 +232,15 @@ class TorchBackend:
         self.spec = model
         use_cl = CHANNELS_LAST[self.device.type]
         self.memory_format = torch.channels_last if use_cl else torch.contiguous_format
-        self.model = build_model(model).to(self.device, memory_format=self.memory_format)
+        self.model = build_model(model).to(self.device, dtype=PARAM_DTYPE.get(self.precision, torch.float32),
+                                           memory_format=self.memory_format)
+        self.forward = self.model
+        if self.compile_mode != "none":
+            # The module is compiled, not the step: its parameters stay the model's (state_dict,
+            # checkpoints unchanged). "default" is torch.compile's own default mode.
+            mode = None if self.compile_mode == "default" else self.compile_mode
+            self.forward = torch.compile(self.model, mode=mode)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16-mixed" else None
         params = [p for p in self.model.parameters() if p.requires_grad]
         if optim.name == "sgd":
             self.optimizer = torch.optim.SGD(
@@ -171,6 +268,11 @@ class TorchBackend:
         return self.model
 
     @property
+    def _forward(self) -> nn.Module | Callable[[Tensor], Tensor]:
+        """What a training or evaluation step calls: torch.compile's wrapper with --compile."""
+        return self.forward if self.forward is not None else self._net
+
+    @property
     def _optim(self) -> torch.optim.Optimizer:
         if self.optimizer is None:
             raise RuntimeError("TorchBackend.build() must be called first")
@@ -183,7 +285,9 @@ class TorchBackend:
             raise TypeError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
         x = self._upload(np.ascontiguousarray(images))
         x = x.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format)
-        return x.float().div_(255.0).sub_(self._mean).div_(self._std)
+        x = x.float().div_(255.0).sub_(self._mean).div_(self._std)
+        dtype = PARAM_DTYPE.get(self.precision)
+        return x if dtype is None else x.to(dtype)
 
     def _upload(self, array: np.ndarray) -> Tensor:
         t = torch.from_numpy(array)
@@ -202,17 +306,25 @@ class TorchBackend:
     # ---------------------------------------------------------------- Training
     def _update(self, forward: Callable[[Tensor], Tensor], x: Tensor,
                 y: Tensor) -> tuple[Tensor, Tensor]:
-        """One optimiser step; returns detached (logits, mean loss)."""
-        logits = forward(x)
-        loss = self.criterion(logits, y)
+        """One optimiser step; returns detached (logits, mean loss). Under autocast for the
+        mixed precisions; the loss in float32; fp16-mixed scales it (GradScaler) so small
+        gradients survive float16, and skips the update when they overflowed."""
+        with self._autocast():
+            logits = forward(x)
+        loss = self.criterion(logits.float(), y)
         self._optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self._optim.step()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self._optim)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self._optim.step()
         return logits.detach(), loss.detach()
 
     def _train_step(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         x, y = self._images(batch.images), self._labels(batch.labels)
-        logits, loss = self._update(self._net, x, y)
+        logits, loss = self._update(self._forward, x, y)
         return logits, loss, y
 
     def train_epoch(self, batches: Iterable[Batch], on_step: StepCallback | None = None) -> TrainStats:
@@ -238,6 +350,8 @@ class TorchBackend:
         def step(batch: tuple[np.ndarray, np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
             features, labels = batch
             x = self._upload(np.ascontiguousarray(features, dtype=np.float32))
+            dtype = PARAM_DTYPE.get(self.precision)
+            x = x if dtype is None else x.to(dtype)
             y = self._labels(labels)
             logits, loss = self._update(head, x, y)
             return logits, loss, y
@@ -253,17 +367,19 @@ class TorchBackend:
             logits, loss, y = step(batch)
             return (logits.float().cpu().numpy(), float(loss * y.shape[0]), y.cpu().numpy())
 
-        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step)
+        compiles = self._compiles if self.compile_mode != "none" else None
+        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step, compiles=compiles)
 
     # ---------------------------------------------------------------- Inference
     def evaluate(self, batches: Iterable[Batch]) -> EvalStats:
-        net = self._net
-        net.eval()
+        self._net.eval()
+        forward = self._forward
 
         def step(batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
             x, y = self._images(batch.images), self._labels(batch.labels)
-            logits = net(x)
-            return logits, F.cross_entropy(logits, y), y
+            with self._autocast():
+                logits = forward(x)
+            return logits, F.cross_entropy(logits.float(), y), y
 
         with torch.inference_mode():
             stats = self._loop(batches, EvalStats(), step)
@@ -283,7 +399,8 @@ class TorchBackend:
         outputs = []
         with torch.inference_mode():
             for i in range(0, len(images), PREDICT_CHUNK):
-                outputs.append(forward(self._images(images[i:i + PREDICT_CHUNK])).float().cpu())
+                with self._autocast():
+                    outputs.append(forward(self._images(images[i:i + PREDICT_CHUNK])).float().cpu())
         if not outputs:
             raise ValueError("no images to run")
         return torch.cat(outputs).numpy()
@@ -363,6 +480,7 @@ class TorchBackend:
             "model": self._net.state_dict(),
             "optimizer": self._optim.state_dict(),
             "rng": self._rng_state(),
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }, path)
 
     def _rng_state(self) -> dict[str, Any]:
@@ -390,6 +508,8 @@ class TorchBackend:
             self._net.load_state_dict(ckpt["model"])
             self._optim.load_state_dict(ckpt["optimizer"])
             self._set_rng_state(ckpt.get("rng") or {})
+            if self.scaler is not None and ckpt.get("grad_scaler"):
+                self.scaler.load_state_dict(ckpt["grad_scaler"])  # the loss scale it had reached
         except (RuntimeError, ValueError, KeyError) as exc:
             raise BenchError(
                 f"{path} does not fit this run ({_first_line(exc)}): resume with the same "

@@ -71,10 +71,13 @@ class TorchComm:
         device_ids = [backend.device.index] if backend.device.type == "cuda" else None  # CPU: no device_ids
         # DDP broadcasts rank 0's parameters and buffers here, so every rank starts identical.
         ddp = DDP(net, device_ids=device_ids, forward_sync_buffers=False)
+        forward: Any = ddp
+        if backend.compile_mode != "none":  # --compile: the DDP wrapper is what trains, so it is compiled
+            forward = torch.compile(ddp, mode=None if backend.compile_mode == "default" else backend.compile_mode)
 
         def train_step(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             x, y = backend._images(batch.images), backend._labels(batch.labels)
-            logits, loss = backend._update(ddp, x, y)
+            logits, loss = backend._update(forward, x, y)
             return logits, loss, y
 
         backend._train_step = train_step

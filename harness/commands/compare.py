@@ -58,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
     if runs:
         _, groups = compare_runs(runs, target_acc=args.target_acc, baseline=table_baseline)
         parts.append(("training", format_table(groups, args.format), groups))
+        if args.format in ("text", "markdown"):  # a precision x compile comparison, when the runs hold one
+            from harness.report.precision import format_precision_table
+            table = format_precision_table(groups, args.format)
+            if table:
+                head = "### " if args.format == "markdown" else ""
+                parts[-1] = ("training", parts[-1][1] + f"\n{head}Precision x compile\n\n{table}", groups)
     if infers:
         records = infer_records(infers)
         parts.append(("inference", infer_table(records, args.format), records))

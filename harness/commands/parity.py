@@ -18,6 +18,7 @@ from harness.backend import REGISTRY, load_backend_class
 from harness.catalogue import MODELS, SHORTCUTS
 from harness.config import DEFAULT_LR, RunConfig
 from harness.errors import BenchError
+from harness.precision import PRECISION_NAMES, parity_tolerance
 
 NAME = "parity"
 
@@ -40,8 +41,12 @@ def add_parser(sub: Any) -> None:
                                         "(default: none)")
     a("--image-size", type=int, help="input side in pixels (default: the model's native size)")
     a("--batch-size", type=int, default=DEFAULT_BATCH, help=f"images in the batch (default: {DEFAULT_BATCH})")
-    a("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-      help=f"largest relative difference that passes (default: {DEFAULT_TOLERANCE:g})")
+    a("--tolerance", type=float,
+      help=f"largest relative difference that passes (default: {DEFAULT_TOLERANCE:g}; with --precision other "
+           f"than fp32: 8 x the format's unit roundoff, e.g. bf16 8 x 2^-8)")
+    a("--precision", choices=PRECISION_NAMES, default="fp32",
+      help="run the first backend in this precision against the second in fp32 (default: fp32 for both; "
+           "with a low precision and no --backend: torch against torch fp32)")
     a("--classes", type=int, default=10, help="classifier outputs (default: 10)")
     a("--backend", action="append", choices=list(REGISTRY), dest="backends",
       help="the two backends to compare (default: torch and chainer)")
@@ -59,21 +64,31 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.parity import format_report, run_parity
+    from harness.parity import PRECISION_FACTOR, format_report, precision_basis, run_parity
 
-    backends = args.backends or ["torch", "chainer"]
-    if len(backends) != 2 or backends[0] == backends[1]:
-        raise BenchError("bench parity compares two different backends: give --backend twice, or neither")
+    low = args.precision != "fp32"
+    backends = args.backends or (["torch", "torch"] if low else ["torch", "chainer"])
+    if len(backends) == 1 and low:
+        backends = backends * 2  # one backend in low precision against itself in fp32
+    if len(backends) != 2 or (backends[0] == backends[1] and not low):
+        raise BenchError("bench parity compares two different backends (or one backend with --precision against "
+                         "itself in fp32): give --backend twice, or neither")
+    basis = ""
+    if args.tolerance is None:
+        args.tolerance = parity_tolerance(args.precision, PRECISION_FACTOR) if low else DEFAULT_TOLERANCE
+        basis = precision_basis(args.precision) if low else ""
     if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise BenchError(f"--tolerance must be a number >= 0, got {args.tolerance}")
     if args.classes < 1:
         raise BenchError(f"--classes must be positive, got {args.classes}")
-    config = RunConfig(backends=backends, model=args.model, weights=args.weights, image_size=args.image_size,
+    # Validated for the first backend, which runs --precision; the second runs fp32 (any backend can).
+    config = RunConfig(backends=backends[:1], model=args.model, weights=args.weights, image_size=args.image_size,
                        batch_size=args.batch_size, seed=args.seed, shortcut=args.shortcut, head=args.head,
                        lr=args.lr, weight_decay=args.weight_decay, threads=args.threads, device=args.device,
-                       download=args.download, quiet=True).validate()
+                       download=args.download, quiet=True, precision=args.precision).validate()
+    config.backends = list(backends)
     for name in backends:
         load_backend_class(name)
-    report = run_parity(config, num_classes=args.classes, tolerance=args.tolerance)
+    report = run_parity(config, num_classes=args.classes, tolerance=args.tolerance, tolerance_basis=basis)
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
     return 0 if report.passed else 1

@@ -12,7 +12,7 @@ from harness.cache import arrays_sha256
 # How epochs.csv figures of a distributed run combine the ranks' own (recorded in run.json).
 ROW_REDUCTIONS = {
     "train_loss, train_acc, test_loss, test_acc, test_top5_acc": "sums and counts added over ranks, then divided",
-    "train_time_s, eval_time_s": "the slowest rank's (every step waits for it)",
+    "train_time_s, eval_time_s, compile_s": "the slowest rank's (every step waits for it)",
     "train_images_per_s, eval_images_per_s, train_gflops_per_s": "images of all ranks / the slowest rank's time",
     "data_wait_s": "mean over ranks",
     "cpu_util_mean_pct, gpu_util_mean_pct": "mean over ranks",
@@ -25,7 +25,7 @@ ROW_REDUCTIONS = {
 
 def _stats_part(stats: TrainStats) -> dict[str, Any]:
     return {"loss_sum": stats.loss_sum, "correct": stats.correct, "count": stats.count, "steps": stats.steps,
-            "data_wait_s": stats.data_wait_s, "compute_s": stats.compute_s,
+            "data_wait_s": stats.data_wait_s, "compute_s": stats.compute_s, "compile_s": stats.compile_s,
             "top5_correct": getattr(stats, "top5_correct", 0)}
 
 
@@ -50,6 +50,8 @@ def combine_epoch(parts: Sequence[Mapping[str, Any]]) -> tuple[TrainStats, float
             s.steps += q["steps"]
             s.data_wait_s += q["data_wait_s"] / len(parts)
             s.compute_s = max(s.compute_s, q["compute_s"])
+            if q.get("compile_s") is not None:  # the slowest rank's compile
+                s.compile_s = max(s.compile_s or 0.0, q["compile_s"])
             if isinstance(s, EvalStats):
                 s.top5_correct += q["top5_correct"]
         return s

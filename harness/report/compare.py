@@ -27,11 +27,12 @@ from harness.cache import json_sha256
 from harness.distributed import topology
 from harness.errors import BenchError
 from harness.measure.peak import peak_for
+from harness.precision import peak_dtype
 from harness.report.table import FORMATS, format_table  # noqa: F401  (re-exported)
 from harness.schema import COMPLETED, EPOCH_OK, InferFolder, RunFolder, find_runs, read_infer, read_run, split_by_kind
 
 # Columns of epochs.csv / util.csv holding text; every other column must be numeric.
-_TEXT_EPOCH_COLUMNS = {"run_id", "backend", "model", "dataset", "device", "status"}
+_TEXT_EPOCH_COLUMNS = {"run_id", "backend", "model", "dataset", "device", "precision", "compile", "status"}
 _TEXT_UTIL_COLUMNS = {"phase"}
 # What identifies a row of the table, in display order.
 IDENTITY = ("machine", "backend", "model", "dataset", "device", "batch_size", "world_size")
@@ -112,6 +113,11 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
     ok = ep[ep["status"] == EPOCH_OK]
     first_epoch = ep["epoch"].min() if len(ep) else None
     steady = ok[ok["epoch"] > first_epoch] if len(ok) > 1 else ok
+    # An epoch in which the graph compiler ran (--compile: compile_s > 0, also a recompile
+    # after epoch 1) is not steady either: its compile time would inflate the speed figures.
+    compiled = steady["compile_s"].fillna(0) > 0 if "compile_s" in steady else None
+    if compiled is not None and compiled.any() and not compiled.all():
+        steady = steady[~compiled]
     rec: dict[str, Any] = {
         "run_id": run.run_id, "path": str(run.path), "status": meta.get("status") or "unknown",
         "machine": machine_label(machine), "machine_id": str(machine.get("machine_id") or machine.get("hostname") or "?"),
@@ -124,6 +130,11 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
         "timed_epochs": _epoch_span(steady["epoch"]) if len(steady) else "",
         "warmup_excluded": bool(len(ok) > 1),
         "stopped_at": _stop_note(ep),
+        # --precision / --compile (run.json settings; folders from before them ran fp32 eagerly)
+        "precision": setting("precision", "fp32"), "compile": setting("compile", "none"),
+        "compile_s": _sum(ep["compile_s"]) if "compile_s" in ep and ep["compile_s"].notna().any() else None,
+        "compile_cache": ((meta.get("execution") or {}).get("compile") or {}).get("cache"),
+        "steady_compiled": bool(compiled is not None and compiled.all() and len(steady)),
     }
     _layout(rec, meta.get("distributed") or {})
     for col in SPEED:
@@ -133,8 +144,9 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
     rec["warmup_epoch_time_s"] = _first(ok.loc[ok["epoch"] == first_epoch, "epoch_time_s"]) if len(ok) else None
     rec["train_gflops_per_s"] = _median_range(steady.get("train_gflops_per_s"))[0]
     # share of this machine's matmul peak for the run's device, backend and data type
-    # (`bench sysinfo --peak`; float32 until precision is a run setting)
-    peak = peak_for(machine.get("peak_matmul"), device=str(rec["device"]), backend=str(rec["backend"]))
+    # (`bench sysinfo --peak`): the --precision's compute format (tf32 is float32 storage)
+    peak = peak_for(machine.get("peak_matmul"), device=str(rec["device"]), backend=str(rec["backend"]),
+                    dtype=peak_dtype(str(rec["precision"])))
     rec["peak_gflops"] = _num(peak["gflops"]) if peak else None
     rec["peak_pct"] = (100 * rec["train_gflops_per_s"] / rec["peak_gflops"]
                        if rec["peak_gflops"] and rec["train_gflops_per_s"] is not None else None)
@@ -301,6 +313,11 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         g[col] = _med([r[col] for r in runs])
     for col in ("rss_peak_mb", "gpu_mem_peak_mb", "cpu_util_max_pct", "rss_growth_pct"):
         g[col] = _max([r[col] for r in runs])
+    g.update(precision=first["precision"], compile=first["compile"], compile_cache=first["compile_cache"],
+             compile_s=_med([r["compile_s"] for r in runs]),
+             steady_compiled=any(r["steady_compiled"] for r in runs))
+    for col in ("energy_j", "images_per_j"):  # where the runs measured energy (schema columns of the same names)
+        g.setdefault(col, _med([r.get(col) for r in runs]))
     g["_train_losses"] = first["_train_losses"] if n == 1 else []
     g["start_state"] = _same([r["start_state"] for r in runs])
     g["data_identity"] = _same([r["data_identity"] for r in runs])

@@ -24,6 +24,7 @@ from harness.report.inference import (INFERENCE_CAPTION, inference_figure, infer
 from harness.report.learning import learning_figures
 from harness.report.lineup import check_machine_baseline, line_up, lineup_blocks, machine_count, split_baseline
 from harness.report.observations import observe
+from harness.report.precision import NOTE as PRECISION_NOTE, precision_rows, precision_table
 from harness.report.samples import SAMPLES_PREFIX, SampleGrid, sample_grids
 from harness.report.table import display_table, notes as table_notes, num
 from harness.schema import InferFolder, RunFolder, atomic_write_bytes
@@ -147,6 +148,9 @@ def _training_blocks(runs: list[RunFolder], records: list[dict[str, Any]], group
     """Results (table, scaling, figures with their observations) and the list of runs."""
     headers, cells, right = display_table(groups)
     blocks: list[tuple] = [("h", 2, "Results"), ("table", headers, cells, right), ("p", table_notes(groups))]
+    rows = precision_rows(groups)
+    if rows:  # more than one (--precision, --compile) cell of a configuration
+        blocks += [("h", 3, "Precision x compile"), ("table", *precision_table(rows)), ("p", PRECISION_NOTE)]
     if scaling:
         blocks += [("h", 3, "Scaling"), ("table", ["backend", "model", "machine", "scaling", "processes",
                                                    "nodes x procs", "transport", "train img/s", "speed-up",

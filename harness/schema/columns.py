@@ -26,7 +26,8 @@ READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 # Columns added after version 1: folders of older versions lack them and read as empty.
 # 4: validation splits (issue 15): valid_* every epoch, test_* then only on the last row.
 ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2, "energy_j": 3, "train_energy_j": 3, "images_per_j": 3,
-                                    "valid_loss": 4, "valid_acc": 4, "valid_top5_acc": 4}
+                                    "valid_loss": 4, "valid_acc": 4, "valid_top5_acc": 4,
+                                    "precision": 5, "compile": 5, "compile_s": 5}
 
 RUN_JSON = "run.json"
 EPOCHS_CSV = "epochs.csv"
@@ -48,6 +49,8 @@ EPOCH_COLUMNS: dict[str, str] = {
     "device": "device string (cpu, cuda:0)",
     "batch_size": "global training batch size (images)",
     "world_size": "number of data-parallel processes (1 when not distributed)",
+    "precision": "--precision: fp32, tf32, bf16-mixed, fp16-mixed or bf16 (harness/precision.py)",
+    "compile": "--compile: none (eager) or the torch.compile mode",
     "epoch": "1-based epoch number",
     "train_loss": "mean training cross-entropy over the epoch (nats)",
     "train_acc": "training top-1 accuracy over the epoch, augmented images (fraction 0-1)",
@@ -63,6 +66,9 @@ EPOCH_COLUMNS: dict[str, str] = {
     "train_time_s": "wall time of the training pass (s)",
     "eval_time_s": "wall time of the per-epoch evaluation pass (validation split, else test) (s)",
     "data_wait_s": "time the training loop was blocked waiting for the next batch (s)",
+    "compile_s": "wall time of the training and evaluation steps in which the graph compiler compiled (s; part of "
+                 "train_time_s/eval_time_s and elapsed_s; an epoch with compile_s > 0 is kept out of steady-state "
+                 "figures; empty when not compiling)",
     "harness_s": "time the harness spent on its own work in the epoch: utilisation samples, progress-bar "
                  "updates and the checkpoint (s; the row's own CSV and run.json writes follow it)",
     "train_images_per_s": "training images / train_time_s",

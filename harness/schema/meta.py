@@ -116,6 +116,7 @@ class RunMeta(TypedDict, total=False):
     group: str
     repeat_index: int
     world_size: int
+    execution: dict[str, Any]  # how the arithmetic ran: --precision's dtypes/scaler, --compile's mode and cache
     target_acc: float | None
     time_to_target_s: float | None
     target_reached_epoch: int

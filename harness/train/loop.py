@@ -48,6 +48,7 @@ def epoch_row(base: Mapping[str, Any], epoch: int, lr: float, train: TrainStats,
     return dict(base) | dict(util) | eval_columns(test, split) | {
         "epoch": epoch, "lr": lr, "train_loss": train.loss, "train_acc": train.accuracy,
         "train_time_s": train_time, "eval_time_s": eval_time, "data_wait_s": train.data_wait_s,
+        "compile_s": None if train.compile_s is None else train.compile_s + (test.compile_s or 0.0),
         "train_images_per_s": train.count / train_time if train_time > 0 else None,
         "eval_images_per_s": test.count / eval_time if eval_time > 0 else None,
         "train_gflops_per_s": flops_per_image * train.count / train_time / 1e9 if train_time > 0 else None,
@@ -166,7 +167,8 @@ def train_loop(config: RunConfig, prepared: Prepared, dataset: Dataset, run_dir:
     keep = Keep.of(config.best_metric, config.snapshot_every, dataset, backend.checkpoint_suffix)
     files = RunFiles.open(run_dir, backend.checkpoint_suffix, keep) if dist.is_writer else None
     base_row = {"run_id": run_dir.name, "backend": backend.name, "model": config.model, "dataset": config.dataset,
-                "device": config.device, "batch_size": config.batch_size, "world_size": dist.world_size}
+                "device": config.device, "batch_size": config.batch_size, "world_size": dist.world_size,
+                "precision": config.precision, "compile": config.compile}
     split = dataset.per_epoch_split
     epochs = EpochRunner(config, backend, make_source(config, prepared, dataset, seed, shard=dist.shard),
                          progress, dist, base_row, prepared.flops_per_image, split)

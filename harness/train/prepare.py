@@ -18,6 +18,7 @@ from harness.errors import BenchError
 from harness.init_weights import initial_state
 from harness.measure.allocator import tune_malloc
 from harness.measure.flops import train_flops_per_image
+from harness.precision import unsupported
 from harness.weights import apply as apply_weights
 
 
@@ -51,6 +52,7 @@ class Prepared:
     thread_settings: dict[str, Any]
     flops_per_image: int
     weights: dict[str, Any] = field(default_factory=dict)  # run.json model.weights (harness/weights.py)
+    execution: dict[str, Any] = field(default_factory=dict)  # run.json execution: precision, compile
 
 
 def model_specs(config: RunConfig, num_classes: int) -> tuple[ModelSpec, OptimSpec, InputSpec]:
@@ -66,9 +68,12 @@ def model_specs(config: RunConfig, num_classes: int) -> tuple[ModelSpec, OptimSp
 
 def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -> Prepared:
     """Create, configure and build a backend, and load the canonical initial weights."""
+    reason = unsupported(name, config.device, config.precision, config.compile)  # also after device resolution
+    if reason:
+        raise BenchError(reason)
     backend = create_backend(name)
     threads = backend.configure(device=config.device, threads=config.threads, seed=seed,
-                                deterministic=config.deterministic)
+                                deterministic=config.deterministic, precision=config.precision, compile=config.compile)
     threads["malloc"] = tune_malloc()  # reuse freed step buffers (harness/measure/allocator.py)
     spec, optim, inputs = model_specs(config, num_classes)
     backend.build(spec, optim, inputs)
@@ -81,4 +86,4 @@ def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -
     flops = train_flops_per_image(model_info(config.model), image_size=spec.image_size, num_classes=num_classes,
                                   shortcut=spec.shortcut, head=spec.head,
                                   frozen_backbone=spec.freeze == "backbone")
-    return Prepared(backend, spec, threads, flops, weights)
+    return Prepared(backend, spec, threads, flops, weights, backend.execution())

@@ -95,6 +95,8 @@ def start_run(config: RunConfig, name: str, seed: int, repeat_index: int, comman
                # where --weights came from (path, sha256) and which parts kept the canonical init
                "weights_source": prepared.weights},
         seed=seed, group=config.identity_key(), repeat_index=repeat_index,
+        # how the arithmetic ran: --precision's dtypes and scaler, --compile's mode and cache state
+        execution=prepared.execution,
         world_size=distributed["world_size"] if distributed else 1,
         preprocess=config.preprocess().describe() | {"mean": list(mean), "std": list(std)},
         evaluation=dataset.evaluation_plan(), deterministic=config.deterministic,
