@@ -21,10 +21,11 @@ A figure that does not apply (no GPU) is left empty, never written as 0.
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 # Columns added after version 1: folders of older versions lack them and read as empty.
 # 4: validation splits (issue 15): valid_* every epoch, test_* then only on the last row.
+# 5: --precision and --compile (issue 16): precision, compile, compile_s.
 ADDED_IN_VERSION: dict[str, int] = {"harness_s": 2, "energy_j": 3, "train_energy_j": 3, "images_per_j": 3,
                                     "valid_loss": 4, "valid_acc": 4, "valid_top5_acc": 4,
                                     "precision": 5, "compile": 5, "compile_s": 5}
