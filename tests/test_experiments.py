@@ -109,7 +109,8 @@ def test_shipped_suites_parse_and_list_their_cells():
     proc = bench("suite", "list", check=True)
     assert "quick" in proc.stdout and "write-up" in proc.stdout and "resnet20-he2016" in proc.stdout
     proc = bench("suite", "run", "quick", "--dry-run", check=True)
-    assert "13 cells, about" in proc.stdout and "resnet20-infer onnxruntime" in proc.stdout
+    assert "17 cells, about" in proc.stdout and "resnet20-infer onnxruntime" in proc.stdout
+    assert "resnet20-precision torch precision=bf16-mixed compile=default" in proc.stdout
     assert "resnet20-layout chainer threads=1 processes=2" in proc.stdout
     assert "threads=2 processes=2" not in proc.stdout  # excluded
     he = load_experiment("resnet20-he2016")
