@@ -127,7 +127,7 @@ _OTHER = {"device": "cuda", "model": "resnet14", "dataset": "cifar10", "epochs":
           "test_size": 98, "threads": 3, "shortcut": "B", "no_skip": ["layer1.0"], "freeze": "backbone",
           "train_bn": True, "head": "mlp", "augment": "flip", "weights": "imagenet", "cache_features": True,
           "image_size": 64, "eval_batch_size": 33, "normalize": "imagenet", "eval_resize": 40, "rotate": 30.0,
-          "valid_size": 50, "allow_truncated": True, "deterministic": True}
+          "valid_size": 50, "allow_truncated": True, "deterministic": True, "precision": "bf16-mixed", "compile": "default"}
 
 
 def _key(settings: dict, **kw) -> str:

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import BenchError
-from harness.schema import EPOCHS_CSV, INFER_CSV, RUN_JSON, UTIL_CSV, find_runs
+from harness.schema import EPOCHS_CSV, INFER_CSV, RUN_JSON, UTIL_CSV, find_runs, move_aside
 
 LIMIT_BYTES = 900_000  # issue 14: "well under 1 MB"
 UTIL_ROWS = 150  # samples kept per rank: 5 min at 2 s resolution
@@ -81,9 +81,9 @@ def copy_reference(source: Path, dest: Path, *, limit_bytes: int = LIMIT_BYTES,
                              f"limit: keep fewer util.csv rows (--util-rows) or fewer cells in the suite")
         old = dest.with_name(f".{dest.name}-old")
         shutil.rmtree(old, ignore_errors=True)
-        if dest.exists():
-            dest.rename(old)
-        staging.rename(dest)
+        if dest.exists():  # the swap: schema.move_aside renames (never over a file) and fsyncs the folder
+            move_aside(dest, old)
+        move_aside(staging, dest)
         shutil.rmtree(old, ignore_errors=True)
         return len(runs), size
     finally:
