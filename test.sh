@@ -7,4 +7,11 @@ cd "$(dirname "$0")"
 bash scripts/ensure-venv.sh
 bash scripts/ensure-mpi.sh  # Open MPI + mpi4py for the ChainerMN tests (never fatal; they skip, saying why)
 bash scripts/lint.sh
-exec .venv/bin/python -m pytest "$@"
+# Two pytest workers by default (the tests run their frameworks with one thread each, sized for
+# 2 cores); BENCH_TEST_WORKERS=0 runs them serially. --dist loadgroup keeps the tests of one
+# xdist_group (the local SLURM cluster) on one worker.
+workers=${BENCH_TEST_WORKERS:-2}
+if [ "$workers" = 0 ]; then
+    exec .venv/bin/python -m pytest "$@"
+fi
+exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"

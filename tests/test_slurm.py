@@ -13,6 +13,9 @@ import pytest
 from tests.slurm_local import LocalSlurm, slurm  # noqa: F401  (the fixture)
 from tests.test_multinode import _mpi_missing
 
+# One cluster per pytest session: with ./test.sh's two workers, all SLURM tests run on one.
+pytestmark = pytest.mark.xdist_group("slurm")
+
 MPI_HELLO = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "
              "print('rank', c.Get_rank(), 'of', c.Get_size(), 'sum', c.allreduce(c.Get_rank() + 1), flush=True)")
 
