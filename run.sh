@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
-# The main job: set up ./.venv if needed, then train ResNet-20 in PyTorch and in Chainer on
-# the embedded synthetic dataset (no download) with identical settings, data order and
-# initial weights, and turn the two run folders into a comparison report.
-# Extra arguments go to `bench run`, e.g. ./run.sh --dataset cifar10 --epochs 10
+# The main job: set up ./.venv if needed, run the `quick` suite on this machine (ResNet-20
+# training in PyTorch and Chainer with identical settings, data order and initial weights;
+# inference latency incl. ONNX Runtime; a frozen ResNet-18 at 224 px; thread/process layouts;
+# precision and compile cells: each cell in its own process, synthetic data, no download),
+# then write a report that lines this machine up, experiment by experiment, beside the
+# reference machine in results/reference/.
+# Extra arguments go to `bench suite run`, e.g. ./run.sh --repeat auto. Run it again and the
+# suite skips the cells already done (and resumes an interrupted one).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/ensure-venv.sh
 export PATH="$PWD/.venv/bin:$PATH"
-out=$(mktemp -d "${TMPDIR:-/tmp}/bench-demo.XXXXXX")
-bench run --backend torch --backend chainer --device cpu --model resnet20 --dataset synthetic \
-    --train-size 2048 --test-size 512 --epochs 3 --batch-size 128 --results-dir "$out" "$@"
-mkdir -p results
-runs=$(cd "$out" && for d in */; do printf 'results/%s ' "${d%/}"; done)
-mv "$out"/* results/ && rmdir "$out"
-bench compare $runs
-bench report $runs --out results/report
-echo "report: results/report/report.md"
+out="results/quick-$(hostname -s 2>/dev/null || echo here)"
+bench suite run quick --out "$out" "$@"
+bench report results/reference "$out" --out results/report
+echo "report: results/report/report.md (this machine's runs: $out)"
