@@ -6,12 +6,12 @@ neither, and is reported as skipped with that reason.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from typing import Any
 
 import numpy as np
+
+from harness.measure.peak import child_main
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -69,13 +69,7 @@ def matmul_gflops(dtype: str, device: str, seconds: float, max_n: int = 4096) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtypes", default="float32,bfloat16,float16")
-    parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
-    out = {d: matmul_gflops(d, args.device, args.seconds) for d in args.dtypes.split(",")}
-    print(json.dumps(out))
+    child_main(matmul_gflops)
 
 
 if __name__ == "__main__":

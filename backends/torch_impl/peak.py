@@ -7,11 +7,11 @@ still runs bfloat16 matmuls (through a slow path) and the figure says how slow.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import torch
+
+from harness.measure.peak import child_main
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -56,13 +56,7 @@ def matmul_gflops(dtype: str, device: str, seconds: float, max_n: int = 4096) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtypes", default="float32,bfloat16,float16")
-    parser.add_argument("--seconds", type=float, default=2.0)
-    args = parser.parse_args()
-    out = {d: matmul_gflops(d, args.device, args.seconds) for d in args.dtypes.split(",")}
-    print(json.dumps(out))
+    child_main(matmul_gflops)
 
 
 if __name__ == "__main__":

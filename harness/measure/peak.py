@@ -12,12 +12,13 @@ data type with ``peak_for``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.cache import bench_cache_dir
 from harness.errors import BenchError
@@ -135,3 +136,14 @@ def format_peaks(peaks: dict[str, Any]) -> list[tuple[str, str]]:
                     text = f"not measured: {e.get('skipped')}"
                 lines.append((f"{dtype} matmul peak, {backend} on {device}", text))
     return lines
+
+
+def child_main(matmul_gflops: Callable[[str, str, float], dict[str, Any]]) -> None:
+    """The child process's side of :func:`measure` (``python -m backends.<fw>_impl.peak``):
+    parse the same flags for every framework, measure each dtype asked, print JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtypes", default="float32,bfloat16,float16")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    print(json.dumps({d: matmul_gflops(d, args.device, args.seconds) for d in args.dtypes.split(",")}))
