@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,3 +122,14 @@ def kill_at_row(epoch: int, when: str, *run_args: str, env: dict | None = None) 
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr)
     (run,) = run_dirs(Path(run_args[list(run_args).index("--results-dir") + 1]))
     return run
+
+
+def mpi_missing() -> str | None:
+    """Why the ChainerMN / mpiexec tests cannot run here, or None when they can."""
+    if shutil.which("mpiexec") is None:
+        return "mpiexec not found (scripts/ensure-mpi.sh installs Open MPI where it can: root + apt-get)"
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return "mpi4py is not installed in this venv (scripts/ensure-mpi.sh installs it)"
+    return None

@@ -24,7 +24,6 @@ What "the same as one process" can mean, and where it cannot:
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -40,21 +39,11 @@ from harness.config import RunConfig
 from harness.data.dataset import Dataset
 from harness.errors import BenchError
 from harness.train.sources import StreamSource
-from tests.conftest import bench, run_dirs
+from tests.conftest import bench, mpi_missing, run_dirs
 
 TINY = ["--model", "resnet8", "--dataset", "synthetic", "--train-size", "128", "--test-size", "64",
         "--batch-size", "32", "--quiet", "--threads", "1"]
 FROZEN = [*TINY, "--freeze", "backbone"]  # BatchNorm in eval mode: 2 processes must equal 1 (docstring)
-
-
-def _mpi_missing() -> str | None:
-    if shutil.which("mpiexec") is None:
-        return "mpiexec not found (scripts/ensure-mpi.sh installs Open MPI where it can: root + apt-get)"
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return "mpi4py is not installed in this venv (scripts/ensure-mpi.sh installs it)"
-    return None
 
 
 # --- the launcher's environment and the per-rank maths ---------------------------------------
@@ -282,13 +271,13 @@ def test_torch_ddp_matches_one_process_and_resumes(tmp_path):
 
 
 def test_chainermn_two_processes_full_training(results):
-    if (why := _mpi_missing()) is not None:
+    if (why := mpi_missing()) is not None:
         pytest.skip(why)
     _check_full_training("chainer", results)
 
 
 def test_chainermn_matches_one_process_and_resumes(tmp_path):
-    if (why := _mpi_missing()) is not None:
+    if (why := mpi_missing()) is not None:
         pytest.skip(why)
     _check_matches_one_process_and_resumes("chainer", tmp_path)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -20,20 +19,10 @@ import pandas as pd
 import pytest
 
 from harness import schema as R
-from tests.conftest import BENCH, TINY, bench, run_dirs
+from tests.conftest import BENCH, TINY, bench, mpi_missing, run_dirs
 
 # Every socket on 127.0.0.1: gloo, the rendezvous, Open MPI's out-of-band and TCP transports.
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "OMPI_MCA_btl_tcp_if_include": "lo", "OMPI_MCA_oob_tcp_if_include": "lo"}
-
-
-def _mpi_missing() -> str | None:
-    if shutil.which("mpiexec") is None:
-        return "mpiexec not found (scripts/ensure-mpi.sh installs Open MPI where it can: root + apt-get)"
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return "mpi4py is not installed in this venv (scripts/ensure-mpi.sh installs it)"
-    return None
 
 
 def _free_port() -> int:
@@ -84,7 +73,7 @@ def test_two_torchrun_nodes_equal_one_node_with_two_processes(tmp_path):
 
 
 def test_mpiexec_over_a_hostfile(tmp_path):
-    if (why := _mpi_missing()) is not None:
+    if (why := mpi_missing()) is not None:
         pytest.skip(why)
     hostfile = tmp_path / "hosts"
     hostfile.write_text("localhost\nlocalhost\n")  # one line per slot: 2 slots on this machine

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import mpi_missing
 from tests.slurm_local import LocalSlurm, slurm  # noqa: F401  (the fixture)
-from tests.test_multinode import _mpi_missing
 
 # One cluster per pytest session: with ./test.sh's two workers, all SLURM tests run on one.
 pytestmark = pytest.mark.xdist_group("slurm")
@@ -44,7 +44,7 @@ def test_sbatch_job_with_two_tasks_per_node_runs(slurm, tmp_path):
 
 @pytest.mark.parametrize("how", ["mpiexec", "srun-pmix"])
 def test_mpi_in_an_allocation_starts_two_ranks(slurm, how):
-    if (why := _mpi_missing()) is not None:
+    if (why := mpi_missing()) is not None:
         pytest.skip(why)
     hello = [sys.executable, "-c", MPI_HELLO]
     if how == "mpiexec":  # Open MPI reads the allocation from SLURM_* and starts its daemons with srun
@@ -100,7 +100,7 @@ def test_torch_job_takes_its_ranks_from_slurm(slurm, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("via, launcher", [("pmix", "slurm"), ("mpiexec", "mpi")])
 def test_chainer_job(slurm, tmp_path, via, launcher):
-    if (why := _mpi_missing()) is not None:
+    if (why := mpi_missing()) is not None:
         pytest.skip(why)
     d = _bench_job(slurm, tmp_path, "chainer", via)
     assert (d["launcher"], d["communicator"], d["transport"]) == (launcher, "naive", "MPI")
