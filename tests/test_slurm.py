@@ -16,8 +16,10 @@ from tests.slurm_local import LocalSlurm, slurm  # noqa: F401  (the fixture)
 # One cluster per pytest session: with ./test.sh's two workers, all SLURM tests run on one.
 pytestmark = pytest.mark.xdist_group("slurm")
 
-MPI_HELLO = ("from mpi4py import MPI; c = MPI.COMM_WORLD; "
-             "print('rank', c.Get_rank(), 'of', c.Get_size(), 'sum', c.allreduce(c.Get_rank() + 1), flush=True)")
+# Each rank writes its own file: stdout forwarded by mpiexec from two ranks can interleave or lose
+# a line at exit (CI once read "rankrank 1 of 2 sum 3"), which says nothing about the allocation.
+MPI_HELLO = ("import sys, pathlib; from mpi4py import MPI; c = MPI.COMM_WORLD; s = c.allreduce(c.Get_rank() + 1); "
+             "pathlib.Path(sys.argv[1], f'rank{c.Get_rank()}').write_text(f'rank {c.Get_rank()} of {c.Get_size()} sum {s}')")
 
 
 def _ok(proc, cluster: LocalSlurm) -> str:
@@ -43,17 +45,16 @@ def test_sbatch_job_with_two_tasks_per_node_runs(slurm, tmp_path):
 
 
 @pytest.mark.parametrize("how", ["mpiexec", "srun-pmix"])
-def test_mpi_in_an_allocation_starts_two_ranks(slurm, how):
+def test_mpi_in_an_allocation_starts_two_ranks(slurm, how, tmp_path):
     if (why := mpi_missing()) is not None:
         pytest.skip(why)
-    hello = [sys.executable, "-c", MPI_HELLO]
+    hello = [sys.executable, "-c", MPI_HELLO, str(tmp_path)]
     if how == "mpiexec":  # Open MPI reads the allocation from SLURM_* and starts its daemons with srun
         argv = ["salloc", "-N1", "-n2", "mpiexec", "--allow-run-as-root", *hello]
     else:
         argv = ["srun", "--mpi=pmix", "-N1", "-n2", *hello]
-    out = _ok(slurm.run(*argv), slurm)
-    assert sorted(line for line in out.splitlines() if line.startswith("rank")) == \
-        ["rank 0 of 2 sum 3", "rank 1 of 2 sum 3"]
+    _ok(slurm.run(*argv), slurm)
+    assert sorted(p.read_text() for p in tmp_path.glob("rank*")) == ["rank 0 of 2 sum 3", "rank 1 of 2 sum 3"]
 
 
 # --- real bench jobs: `bench launch --slurm` writes the script, sbatch --wait runs it ----------
