@@ -223,13 +223,14 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str,
-                     overrides: Mapping[str, Any] | None = None) -> "RunConfig":
+                     overrides: Mapping[str, Any] | None = None, *, capabilities: bool = True) -> "RunConfig":
         """A validated RunConfig from ``values`` keyed by setting names: the flag's name or the
         field's, with ``-`` or ``_`` (``batch-size``, ``batch_size``, ``backend``, ``no-download``).
         ``source`` names where they came from (a file) in every error. ``overrides`` (field
         names, typed values: :func:`harness.commands.run.given_settings`) win over ``values``:
-        that is how command-line flags take precedence over an experiment file."""
-        return cls(**(parse_mapping(values, source) | dict(overrides or {}))).validate()
+        that is how command-line flags take precedence over an experiment file.
+        ``capabilities``: see :meth:`validate`."""
+        return cls(**(parse_mapping(values, source) | dict(overrides or {}))).validate(capabilities=capabilities)
 
     @classmethod
     def from_recorded(cls, settings: Mapping[str, Any], results_dir: Path) -> "RunConfig":
@@ -242,7 +243,11 @@ class RunConfig:
 
     # --- checking it ----------------------------------------------------------------------------
 
-    def validate(self) -> "RunConfig":
+    def validate(self, *, capabilities: bool = True) -> "RunConfig":
+        """Refuse, in one line naming the fix, what no run could do. ``capabilities=False``
+        leaves out "can this backend run this precision/compile on this device": a cell of an
+        experiment matrix that cannot is reported as unsupported on the machine that runs it
+        (harness/experiments/support.py), where a flag given to `bench run` is refused here."""
         for s in SETTINGS.values():  # one setting at a time: choices, positive numbers
             problem = _problem(s, getattr(self, s.name))
             if problem:
@@ -251,7 +256,7 @@ class RunConfig:
             raise BenchError("a backend is listed twice in --backend: list each once")
         info = model_info(self.model)
         check_device(self.device)
-        for name in self.backends:  # capability flags (harness/backend.py BACKENDS), nothing imported
+        for name in self.backends if capabilities else ():  # capability flags (harness/backend.py BACKENDS)
             reason = unsupported(name, self.device, self.precision, self.compile)
             if reason:
                 raise BenchError(reason)

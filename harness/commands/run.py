@@ -178,6 +178,12 @@ def _run_cells(args: argparse.Namespace, given: dict[str, Any], policy: Policy) 
     exp = load_experiment(str(args.config or args.experiment)) if (args.config or args.experiment) \
         else ADHOC_EXPERIMENT()
     cells = expand(exp, given)
+    if not (args.config or args.experiment):  # flags typed here: what no machine runs is bad input
+        from harness.experiments.support import static_reason
+
+        for cell in cells:
+            if (why := static_reason(cell)) is not None:
+                raise BenchError(why)
     results_dir = cells[0].config.results_dir if cells[0].config else Path(given.get("results_dir") or "results")
     if args.dry_run:
         plan.dry_run(cells, results_dir, policy)

@@ -152,7 +152,7 @@ def _cell(exp: Experiment, chosen: dict[str, Any], mapping: dict[str, Any], over
         return _infer_cell(exp, axes, mapping, overrides, processes)
     if isinstance(mapping.get("backend"), str):
         mapping["backend"] = [mapping["backend"]]
-    config = RunConfig.from_mapping(mapping, source, overrides)
+    config = RunConfig.from_mapping(mapping, source, overrides, capabilities=False)  # support.py decides, per machine
     if len(config.backends) != 1:
         config.backends = config.backends[:1]
     values = {n: getattr(config, n) for n in SETTINGS if n in parse_mapping(mapping, source) or n in overrides}

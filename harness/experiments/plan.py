@@ -10,17 +10,19 @@ from harness.experiments import estimate as E
 from harness.experiments.matrix import Cell
 from harness.experiments.repeats import Policy
 from harness.experiments.runner import (
-    SKIPPED,
+    NOT_FAILURES,
     SUITE_JSON,
     CellOutcome,
     SuiteRunner,
     policy_for,
     worst_exit,
 )
+from harness.experiments.support import UNSUPPORTED, needs_device, static_reason
 
 
 def dry_run(cells: list[Cell], results_dir: Path | None, policy: Policy | None) -> None:
-    """One line per cell: its number, label, key and estimated time (and what the estimate is based on)."""
+    """One line per cell: its number, label, key and estimated time (and what the estimate is
+    based on); a cell no machine (or not its device) can run says so, one that needs a GPU too."""
     rates = E.rates_for(results_dir)
     total = 0.0
     bases = set()
@@ -29,9 +31,14 @@ def dry_run(cells: list[Cell], results_dir: Path | None, policy: Policy | None) 
         est = E.estimate(cell, rates)
         p = policy_for(cell, policy)
         repeats = p.max_n if p.auto else p.count
-        total += est.seconds * repeats
+        why = static_reason(cell)
+        total += 0 if why else est.seconds * repeats
         bases.add(est.basis)
         rep = f" x{repeats}{' (auto, at most)' if p.auto else ''}" if repeats > 1 else ""
+        if why is not None:
+            rep += f"  [unsupported: {why}]"
+        elif (kind := needs_device(cell)) is not None:
+            rep += f"  [runs only where --device auto finds {kind}]"
         print(f"{i:>3d}  {cell.key:12s}  {E.show(est.seconds):>9s}  {cell.label()}{rep}")
     print(f"{len(cells)} cells, about {E.show(total)} in all (rates: {'; '.join(sorted(bases))}; "
           f"see harness/experiments/estimate.py)")
@@ -47,7 +54,11 @@ def execute(cells: list[Cell], out: Path, policy: Policy | None, *, name: str, s
     runner = SuiteRunner(cells, out, policy, name=name, quiet_children=quiet or suite, logs=suite, skip_done=suite,
                          summary_file=suite, summary_extra=extra)
     outcomes = runner.run()
-    failed = [(o, a) for o in outcomes for a in o.attempts if a.status not in (R.COMPLETED, SKIPPED)]
+    failed = [(o, a) for o in outcomes for a in o.attempts if a.status not in NOT_FAILURES]
+    unsupported = [o for o in outcomes if o.status == UNSUPPORTED]
+    if unsupported:
+        print(f"{len(unsupported)} of {len(cells)} cells are unsupported on this machine (not failures; "
+              f"their reasons are above and in {SUITE_JSON if suite else 'their lines'}).")
     if failed:
         print(f"{len(failed)} of {len(cells)} cells did not complete:")
         for o, a in failed:

@@ -29,11 +29,14 @@ from harness.experiments import estimate as E
 from harness.experiments.files import INFER, REPO_ROOT
 from harness.experiments.matrix import Cell
 from harness.experiments.repeats import Policy, rsd, should_stop, steady_images_per_s
+from harness.experiments.support import UNSUPPORTED, Support
 
 SUITE_JSON = "suite.json"
 LOGS = "logs"
-# Statuses of an attempt besides run.json's completed / diverged / interrupted / failed:
+# Statuses of an attempt besides run.json's completed / diverged / interrupted / failed (and
+# support.py's "unsupported": this machine cannot run the cell; no child was started):
 CRASHED, TIMEOUT, ERROR, SKIPPED = "crashed", "timeout", "error", "skipped"
+NOT_FAILURES = (R.COMPLETED, SKIPPED, UNSUPPORTED)
 KILL_GRACE_S = 20.0  # after SIGTERM on a timeout, before SIGKILL
 
 
@@ -324,9 +327,11 @@ class SuiteRunner:
     def __init__(self, cells: list[Cell], out: Path, policy: Policy | None, *, name: str,
                  quiet_children: bool = True, logs: bool = True, skip_done: bool = True,
                  echo: Callable[[str], None] = print, summary_file: bool = True,
-                 summary_extra: dict[str, Any] | None = None):
+                 summary_extra: dict[str, Any] | None = None, support: Support | None = None):
         """``policy``: None takes each cell's own (its ``repeat`` setting, or its file's
-        ``repeat = "auto"``). ``skip_done``: a suite resumes; `bench run` always runs anew."""
+        ``repeat = "auto"``). ``skip_done``: a suite resumes; `bench run` always runs anew.
+        ``support``: which cells this machine can run (harness/experiments/support.py)."""
+        self.support = support or Support()
         self.cells, self.out, self.policy, self.name = cells, Path(out), policy, name
         self.quiet_children, self.logs, self.echo, self.skip_done = quiet_children, logs, echo, skip_done
         self.summary_file = summary_file
@@ -344,7 +349,7 @@ class SuiteRunner:
             outcome = self._run_cell(cell)
             self.outcomes.append(outcome)
             took = time.perf_counter() - t0
-            ran = any(a.status != SKIPPED for a in outcome.attempts)
+            ran = any(a.status not in (SKIPPED, UNSUPPORTED) for a in outcome.attempts)
             if ran:
                 spent_est += self.estimates[i].seconds * max(1, len(outcome.attempts))
                 spent += took
@@ -363,6 +368,11 @@ class SuiteRunner:
 
     def _run_cell(self, cell: Cell) -> CellOutcome:
         outcome = CellOutcome(cell)
+        why = self.support.reason(cell)
+        if why is not None:  # not a failure: the suite was written for other machines too
+            outcome.attempts.append(Attempt(cell.key, cell.experiment.name, cell.record()["cell"], cell.backend,
+                                            0, UNSUPPORTED, why))
+            return outcome
         if cell.kind == INFER:
             done = [m for m in existing_runs(self.out).get(cell.key, []) if m.get("status") == R.COMPLETED]
             if done:
@@ -410,6 +420,9 @@ class SuiteRunner:
         what = outcome.status
         if attempts and all(a.status == SKIPPED for a in attempts):
             what = "skipped (done earlier)" if attempts[0].reason == "done earlier" else f"skipped: {attempts[0].reason}"
+        eta = f"; ETA {E.show(remaining)}" if i + 1 < n else ""
+        if attempts and attempts[0].status == UNSUPPORTED:
+            return f"[{i + 1}/{n}] {outcome.cell.label()} [{outcome.cell.key}]: unsupported here: {attempts[0].reason}{eta}"
         figures = [a.steady_images_per_s for a in attempts if a.steady_images_per_s]
         detail = ""
         if figures:
@@ -421,8 +434,7 @@ class SuiteRunner:
         bad = next((a for a in attempts if a.reason and a.status not in (R.COMPLETED, SKIPPED)), None)
         if bad:
             detail += f": {bad.reason}"
-        return (f"[{i + 1}/{n}] {outcome.cell.label()} [{outcome.cell.key}]: {what} in {E.show(took)}{detail}"
-                f"{f'; ETA {E.show(remaining)}' if i + 1 < n else ''}")
+        return f"[{i + 1}/{n}] {outcome.cell.label()} [{outcome.cell.key}]: {what} in {E.show(took)}{detail}{eta}"
 
     def summary(self, finished: bool = False) -> dict[str, Any]:
         cells = []
@@ -467,15 +479,18 @@ def policy_for(cell: Cell, given: Policy | None) -> Policy:
 
 
 def worst_exit(outcomes: list[CellOutcome]) -> int:
-    """bench's exit code for a list of cells: 0 all completed, 2 every failure bad input, 130 any
-    interrupted, 1 any crash or timeout, else 3 (diverged)."""
-    statuses = {o.status for o in outcomes}
-    if statuses <= {R.COMPLETED, SKIPPED}:
+    """bench's exit code for a list of cells: 0 all completed (or unsupported here), 2 every
+    failure bad input (or no cell can run here), 130 any interrupted, 1 any crash or timeout,
+    else 3 (diverged)."""
+    if outcomes and all(o.status == UNSUPPORTED for o in outcomes):
+        return 2  # nothing asked for can run on this machine: the reasons name the fix
+    statuses = {o.status for o in outcomes} - set(NOT_FAILURES)
+    if not statuses:
         return 0
-    if statuses - {R.COMPLETED, SKIPPED} == {ERROR}:
+    if statuses == {ERROR}:
         return 2  # every failure was bad input (the child said which, in one line)
     if R.INTERRUPTED in statuses:
         return 130
-    if statuses - {R.COMPLETED, SKIPPED, R.DIVERGED}:
+    if statuses - {R.DIVERGED}:
         return 1
     return 3
