@@ -104,6 +104,28 @@ def test_two_machines_per_key_tables_ratios_and_geomean(machines):
     assert next(c for c in cells if c[1] == torch_key)[-1].endswith(f" · {row.ratios[box.id]:.2f}x")
 
 
+def test_a_key_missing_on_a_machine_says_why_when_its_suite_recorded_it(machines, tmp_path):
+    """The jetson's suite recorded the Chainer cell as unsupported (harness/experiments/support.py):
+    the line-up's "only some machines" list gives that reason, in text and in JSON."""
+    import shutil
+
+    for name in ("laptop", "jetson"):
+        shutil.copytree(machines / name, tmp_path / name)
+    chainer_key = L.folder_key(read_meta(machines / "laptop" / "chainer-0"))
+    why = "--precision bf16-mixed is not available for chainer on cuda: NumPy and CuPy have no bfloat16 type"
+    (tmp_path / "jetson" / "suite.json").write_text(json.dumps({"suite": "quick", "cells": [
+        {"key": chainer_key, "status": "unsupported", "attempts": [{"status": "unsupported", "reason": why}]}]}))
+    lu = _lineup(tmp_path, "laptop", "jetson")
+    (row,) = [r for r in lu.partial if r.key == chainer_key]
+    assert lu.missing(row) == [f"{lu.machines[1].label} (unsupported there: {why})"]
+    assert f"(unsupported there: {why})" in L.format_lineup(lu)
+    assert lu.as_dict()["partial"][0]["missing"] == lu.missing(row)
+    # without the suite.json: just missing
+    (tmp_path / "jetson" / "suite.json").unlink()
+    lu = _lineup(tmp_path, "laptop", "jetson")
+    assert "unsupported there" not in L.format_lineup(lu) and lu.unsupported == {}
+
+
 def test_three_machines_and_baseline_choice(machines):
     lu = _lineup(machines, "gpu-box", "laptop", "jetson", baseline="jetson")
     assert [m.hostname for m in lu.machines] == ["gpu-box", "laptop", "jetson"]  # argument order

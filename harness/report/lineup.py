@@ -11,6 +11,7 @@ some machines have are listed, never silently dropped.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -133,6 +134,13 @@ class Lineup:
     geomean: dict[str, float | None]  # machine id -> geometric mean of its ratios over `shared`
     shared: list[str]  # keys every machine has a headline figure for
     partial: list[KeyRow]  # keys only some machines have
+    # (key, machine id) -> why that machine could not run the key (its suite.json: support.py)
+    unsupported: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def missing(self, row: KeyRow) -> list[str]:
+        """The machines without ``row``, each with the reason its suite recorded, if any."""
+        return [m.label + (f" (unsupported there: {why})" if (why := self.unsupported.get((row.key, m.id))) else "")
+                for m in self.machines if m.id not in row.entries]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for ``--format json``: labels instead of ids, every figure unrounded."""
@@ -146,7 +154,7 @@ class Lineup:
                       "machines": {names[i]: {"n": e.n, **e.figures, "ratio": k.ratios.get(i), "run_ids": e.run_ids}
                                    for i, e in k.entries.items()}} for k in self.keys],
             "partial": [{"key": k.key, "description": k.description, "on": [names[i] for i in k.entries],
-                         "missing": [m.label for m in self.machines if m.id not in k.entries]} for k in self.partial],
+                         "missing": self.missing(k)} for k in self.partial],
         }
 
 
@@ -192,7 +200,29 @@ def line_up(runs: Sequence[RunFolder], infers: Sequence[InferFolder] = (), *,
                                                      if (ratio := r.ratios[m.id]) is not None)) if shared else None)
                for m in order}
     partial = [r for r in rows if len(r.entries) < len(order)]
-    return Lineup(order, base, rows, geomean, [r.key for r in shared], partial)
+    return Lineup(order, base, rows, geomean, [r.key for r in shared], partial, unsupported_here(folders))
+
+
+def unsupported_here(folders: Sequence[RunFolder | InferFolder]) -> dict[tuple[str, str], str]:
+    """(key, machine id) -> why: the cells a suite recorded as unsupported on its machine
+    (harness/experiments/support.py). A suite's suite.json sits beside its run folders, and
+    those folders say which machine ran it; an unsupported cell itself has no folder."""
+    from harness.experiments.runner import SUITE_JSON
+    from harness.experiments.support import UNSUPPORTED
+
+    machine_by_suite = {f.path.parent: machine_of(f.meta).id for f in folders}
+    found: dict[tuple[str, str], str] = {}
+    for parent, mid in machine_by_suite.items():
+        try:
+            summary = json.loads((parent / SUITE_JSON).read_text())
+        except (OSError, ValueError):
+            continue
+        cells = (summary.get("cells") if isinstance(summary, dict) else None) or []
+        for c in cells:
+            if isinstance(c, dict) and c.get("status") == UNSUPPORTED and c.get("key"):
+                reason = next((a.get("reason") for a in c.get("attempts") or [] if a.get("reason")), "")
+                found[(str(c["key"]), mid)] = str(reason or "no reason recorded")
+    return found
 
 
 def resolve_baseline(spec: str | None, machines: list[Machine]) -> Machine:
@@ -303,7 +333,7 @@ def overview_table(lineup: Lineup) -> tuple[list[str], list[list[str]], list[boo
 def partial_items(lineup: Lineup) -> list[str]:
     names = {m.id: m.label for m in lineup.machines}
     return [f"`{r.key}` {r.description}: on {', '.join(names[i] for i in r.entries)}; missing on "
-            f"{', '.join(m.label for m in lineup.machines if m.id not in r.entries)}" for r in lineup.partial]
+            f"{', '.join(lineup.missing(r))}" for r in lineup.partial]
 
 
 def lineup_blocks(lineup: Lineup) -> list[tuple]:

@@ -20,12 +20,12 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import BenchError
+from harness.experiments.runner import SUITE_JSON  # the suite's own summary (statuses of every cell), kept
 from harness.schema import EPOCHS_CSV, INFER_CSV, RUN_JSON, UTIL_CSV, find_runs, move_aside
 
 LIMIT_BYTES = 900_000  # issue 14: "well under 1 MB"
 UTIL_ROWS = 150  # samples kept per rank: 5 min at 2 s resolution
 KEEP_WHOLE = (RUN_JSON, EPOCHS_CSV, INFER_CSV)
-SUITE_JSON = "suite.json"  # the suite's own summary (statuses of every cell), kept when present
 
 
 def thin_util(text: str, rows_per_rank: int = UTIL_ROWS) -> str:
