@@ -59,6 +59,11 @@ def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+# The tests that use `runs` share one xdist worker: its runs are made once per session, not
+# once per worker that needs them.
+SHARES_RUNS = pytest.mark.xdist_group("test_infer-runs")
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return trained_runs(tmp_path_factory)
@@ -75,6 +80,7 @@ def _one_infer_folder(results: Path) -> R.InferFolder:
 
 
 @pytest.mark.parametrize("backend", ["torch", "chainer"])
+@SHARES_RUNS
 def test_infer_native_checkpoint_reproduces_the_runs_accuracy(runs, results, backend, capsys):
     code, out, err = cli(capsys, "infer", runs[backend], *QUICK, "--results-dir", results)
     assert code == 0, err
@@ -115,6 +121,7 @@ def test_infer_onnxruntime_rows_sit_beside_the_frameworks(tmp_path_factory, resu
         assert folder.rows["top5_acc"].iloc[0] == pytest.approx(last["test_top5_acc"])
 
 
+@SHARES_RUNS
 def test_top5_for_a_test_index_and_an_image_file(runs, results, tmp_path, capsys):
     code, out, err = cli(capsys, "infer", runs["torch"], "--index", "5", *QUICK, "--batch-sizes", "1",
                          "--results-dir", results)
@@ -149,6 +156,7 @@ def _one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
+@SHARES_RUNS
 def test_a_checkpoint_the_backend_cannot_read_is_a_clear_error(runs, results, tmp_path, capsys):
     npz, pt = runs["chainer"] / "checkpoint.npz", runs["torch"] / "checkpoint.pt"
     _one_line_error(cli(capsys, "infer", npz, "--backend", "torch", "--results-dir", results),
@@ -168,6 +176,7 @@ def test_a_checkpoint_the_backend_cannot_read_is_a_clear_error(runs, results, tm
     assert run_dirs(results) == []  # nothing is created for a command that fails on its input
 
 
+@SHARES_RUNS
 def test_bad_arguments_fail_before_anything_is_written(runs, results, capsys):
     _one_line_error(cli(capsys, "infer", runs["torch"], "--index", "99", "--results-dir", results),
                     "--index 99", "32 images")
@@ -202,6 +211,7 @@ def test_time_predict_excludes_warmup_and_tiles_the_pool():
         assert set(r) <= set(R.INFER_COLUMNS)
 
 
+@SHARES_RUNS
 def test_read_infer_rejects_training_runs_and_damaged_folders(runs, tmp_path):
     with pytest.raises(BenchError, match="training run"):
         R.read_infer(runs["torch"])

@@ -23,6 +23,11 @@ from tests.conftest import run_dirs  # noqa: E402
 from tests.test_infer import cli, exported_runs  # noqa: E402
 
 
+# The tests that use `runs` share one xdist worker: its runs are made once per session, not
+# once per worker that needs them.
+SHARES_RUNS = pytest.mark.xdist_group("test_onnx-runs")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     return exported_runs(tmp_path_factory)
@@ -71,6 +76,7 @@ def _dims(path: Path) -> tuple[list, list]:
     return [shape(v) for v in graph.input], [shape(v) for v in graph.output]
 
 
+@SHARES_RUNS
 def test_bench_export_writes_checked_models_with_a_dynamic_batch(runs):
     for framework, run in runs.items():
         path = run / "model.onnx"
@@ -83,6 +89,7 @@ def test_bench_export_writes_checked_models_with_a_dynamic_batch(runs):
         assert side["opset"] == (18 if framework == "torch" else 11)
 
 
+@SHARES_RUNS
 def test_onnxruntime_matches_the_framework_on_the_test_set(runs):
     """Load the checkpoint and the exported model side by side and compare logits on the
     run's own test images, in one batch of 32 and one of 1."""
@@ -147,6 +154,7 @@ def _one_line_error(result: tuple[int, str, str], *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
+@SHARES_RUNS
 def test_mismatched_or_damaged_onnx_is_a_clear_error(runs, resnet18, tmp_path, capsys):
     results = tmp_path / "results"
     _, r18 = resnet18["torch"]
@@ -185,6 +193,7 @@ def test_onnxruntime_is_inference_only(tmp_path, capsys):
             backend.configure(device="cuda", threads=None, seed=0)
 
 
+@SHARES_RUNS
 def test_an_onnx_file_travels_with_its_sidecar(runs, tmp_path, capsys):
     """Away from its run folder (another machine), the sidecar's copy of the run's settings
     is enough to rebuild the test set; the accuracy is the run's."""
@@ -208,6 +217,7 @@ def test_an_onnx_file_travels_with_its_sidecar(runs, tmp_path, capsys):
     assert folder.meta["source"]["run_dir"] is None and folder.meta["source"]["run_id"] == runs["chainer"].name
 
 
+@SHARES_RUNS
 def test_onnxruntime_evaluate_counts_as_the_harness_does(runs):
     from harness.data.stream import eval_stream
     from harness.infer import accuracy, load_model, resolve_source, run_config

@@ -66,6 +66,11 @@ def test_missing_compiler_is_one_line(results) -> None:
     assert "apt-get install g++" in line and "--compile none" in line
 
 
+# The tests that read the `learned` runs share one xdist worker, so the two training runs are
+# made once per test session (a module fixture is built once per worker that needs it).
+LEARNED_GROUP = pytest.mark.xdist_group("precision-learned")
+
+
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory) -> Path:
     """fp32 and bf16-mixed eager runs of the same seed on the synthetic set."""
@@ -80,6 +85,7 @@ def _runs(results: Path) -> dict[str, Path]:
 
 
 @pytest.mark.slow
+@LEARNED_GROUP
 def test_precision_is_recorded_in_run_json_and_rows(learned) -> None:
     run = _runs(learned)["bf16-mixed"]
     meta = json.loads((run / "run.json").read_text())
@@ -96,6 +102,7 @@ def test_precision_is_recorded_in_run_json_and_rows(learned) -> None:
 
 
 @pytest.mark.slow
+@LEARNED_GROUP
 def test_bf16_mixed_reaches_fp32_accuracy_within_noise(learned) -> None:
     """Same seed, same batches: the two runs differ only in rounding. The margin is 3 binomial
     standard errors of a test accuracy measured on n images (sqrt(p(1-p)/n), p = fp32's
@@ -112,6 +119,7 @@ def test_bf16_mixed_reaches_fp32_accuracy_within_noise(learned) -> None:
 
 
 @pytest.mark.slow
+@LEARNED_GROUP
 def test_precision_table_from_real_runs(learned) -> None:
     _, groups = compare_runs(load_runs([str(learned)]))
     rows = {r["precision"]: r for r in precision_rows(groups)}

@@ -203,6 +203,11 @@ TINY_RUN = ["--model", "resnet8", "--dataset", "synthetic", "--epochs", "2", "--
             "--test-size", "128", "--batch-size", "64", "--quiet"]
 
 
+# The tests that use `real_runs` share one xdist worker: its runs are made once per session, not
+# once per worker that needs them.
+SHARES_REAL_RUNS = pytest.mark.xdist_group("test_report-real_runs")
+
+
 @pytest.fixture(scope="session")
 def real_runs(tmp_path_factory) -> Path:
     """Tiny torch (and chainer, when installed) runs, plus copies that claim another machine."""
@@ -220,6 +225,7 @@ def real_runs(tmp_path_factory) -> Path:
     return root
 
 
+@SHARES_REAL_RUNS
 def test_real_runs_compare(real_runs):
     here = sorted((real_runs / "here").iterdir())
     _, groups = C.compare_runs(C.load_runs([str(real_runs / "here"), str(real_runs / "there" / "*")]),
@@ -236,6 +242,7 @@ def test_real_runs_compare(real_runs):
             assert g["model"] == "resnet8" and g["world_size"] == 1 and g["epochs"] == 2
 
 
+@SHARES_REAL_RUNS
 def test_real_runs_report_through_the_cli(real_runs, tmp_path):
     out = tmp_path / "report"
     proc = _python_m("harness.cli", "report", str(real_runs / "here"), str(real_runs / "there"), "--out", str(out),
