@@ -42,7 +42,8 @@ def test_copy_keeps_only_the_small_files(suite_out, tmp_path):
     dest = tmp_path / "results" / "reference"
     n, size = copy_reference(suite_out, dest)
     assert n == 2 and size == folder_size(dest) and size < LIMIT_BYTES
-    assert sorted(p.name for p in dest.iterdir()) == ["2026-chainer", "2026-torch", "suite.json"]
+    assert sorted(p.name for p in dest.iterdir()) == ["2026-chainer", "2026-torch", "reference.json", "suite.json"]
+    assert json.loads((dest / "reference.json").read_text())["suite"] == "quick"
     for run in ("2026-torch", "2026-chainer"):
         names = {p.name for p in (dest / run).iterdir()}
         assert names == {"run.json", "epochs.csv", "util.csv"} and names <= ALLOWED  # no checkpoint, no ONNX
@@ -56,6 +57,26 @@ def test_copy_keeps_only_the_small_files(suite_out, tmp_path):
     # reports read it as any results folder (lined up against the originals by key)
     runs = C.load_runs([str(dest)])
     assert sorted(r.run_id for r in runs) == ["2026-chainer", "2026-torch"] and runs[0].util is not None
+
+
+def test_the_reference_is_its_own_machine_beside_runs_of_the_same_one(suite_out, tmp_path):
+    """A newcomer on the machine the reference was measured on: `bench report results/reference
+    <theirs>` lines up two columns (reference, theirs), never pools them as repeats."""
+    from harness.report import lineup as L
+
+    dest = tmp_path / "results" / "reference"
+    copy_reference(suite_out, dest)
+    runs, infers = C.load_all([str(dest), str(suite_out)])
+    lu = L.line_up(runs, infers)
+    assert [m.label for m in lu.machines] == ["reference: i7-1165G7 (8 threads)", "i7-1165G7 (8 threads)"]
+    assert lu.baseline is lu.machines[0] and len(lu.shared) == 2 and not lu.partial
+    assert all(e.n == 1 for row in lu.keys for e in row.entries.values())
+    ref = next(r for r in runs if r.path.parent == dest)
+    assert ref.meta["machine"]["hostname"].startswith("reference (")
+    assert json.loads((ref.path / "run.json").read_text())["machine"] == \
+        json.loads((suite_out / ref.path.name / "run.json").read_text())["machine"]  # the file is untouched
+    _, groups = C.compare_runs(runs)
+    assert len(groups) == 4 and sum(g["machine"].startswith("reference (") for g in groups) == 2  # not pooled
 
 
 def test_over_the_limit_leaves_the_old_reference(suite_out, tmp_path):

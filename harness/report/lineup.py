@@ -24,7 +24,7 @@ from harness.errors import BenchError
 from harness.experiments.keys import key_of_run
 from harness.report.compare import short_cpu, short_gpu, summarise_run
 from harness.report.table import num, pct
-from harness.schema import InferFolder, RunFolder, find_runs, read_meta
+from harness.schema import InferFolder, RunFolder, find_runs, read_meta, reference_view
 
 # Per kind, the figures of a key's table: (field, label, formatter); the first is the headline
 # whose ratios the geometric mean takes. All headlines are "higher is better" rates.
@@ -90,6 +90,8 @@ def machine_of(meta: dict[str, Any]) -> Machine:
         threads = f" ({m['cpu_logical_cores']} threads)" if m.get("cpu_logical_cores") else ""
         hardware = short_cpu(m.get("cpu_model")) + threads
     host = str(m.get("hostname") or "?")
+    if m.get("reference"):  # a published reference set (harness/schema/read.py reference_view)
+        hardware = f"reference: {hardware}"
     return Machine(str(m.get("machine_id") or host), host, hardware)
 
 
@@ -236,7 +238,7 @@ def resolve_baseline(spec: str | None, machines: list[Machine]) -> Machine:
             return m
     if Path(value).exists():
         found = find_runs([value])
-        wanted = machine_of(read_meta(found[0])).id if found else None
+        wanted = machine_of(reference_view(found[0], read_meta(found[0]))).id if found else None
         for m in machines:
             if m.id == wanted:
                 return m

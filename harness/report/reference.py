@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import shutil
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from harness.errors import BenchError
 from harness.experiments.runner import SUITE_JSON  # the suite's own summary (statuses of every cell), kept
-from harness.schema import EPOCHS_CSV, INFER_CSV, RUN_JSON, UTIL_CSV, find_runs, move_aside
+from harness.schema import EPOCHS_CSV, INFER_CSV, REFERENCE_JSON, RUN_JSON, UTIL_CSV, find_runs, move_aside, write_json
 
 LIMIT_BYTES = 900_000  # issue 14: "well under 1 MB"
 UTIL_ROWS = 150  # samples kept per rank: 5 min at 2 s resolution
@@ -55,6 +56,21 @@ def folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
+def write_mark(dest: Path, source: Path | None = None) -> None:
+    """REFERENCE_JSON beside the runs: reports read them as a machine of their own, even beside
+    runs of the same hardware (harness/schema/read.py reference_view)."""
+    suite = None
+    if source is not None and (source / SUITE_JSON).is_file():
+        try:
+            suite = json.loads((source / SUITE_JSON).read_text()).get("suite")
+        except (OSError, ValueError, AttributeError):
+            suite = None
+    write_json(dest / REFERENCE_JSON, {
+        "reference": True, "suite": suite, "regenerate": "scripts/make-reference.sh",
+        "why": "the published figures a newcomer's first `bench report results/reference <folder>` lines up with; "
+               "reports show these runs as their own machine, labelled 'reference'"})
+
+
 def copy_reference(source: Path, dest: Path, *, limit_bytes: int = LIMIT_BYTES,
                    util_rows: int = UTIL_ROWS) -> tuple[int, int]:
     """Copy the small files of every run under ``source`` to ``dest`` (replacing it whole);
@@ -75,6 +91,7 @@ def copy_reference(source: Path, dest: Path, *, limit_bytes: int = LIMIT_BYTES,
                 (target / UTIL_CSV).write_text(thin_util((run / UTIL_CSV).read_text(), util_rows))
         if (source / SUITE_JSON).is_file():
             shutil.copyfile(source / SUITE_JSON, staging / SUITE_JSON)
+        write_mark(staging, source)
         size = folder_size(staging)
         if size > limit_bytes:
             raise BenchError(f"the reference would take {size / 1000:.0f} kB, over the {limit_bytes / 1000:.0f} kB "

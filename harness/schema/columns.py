@@ -34,6 +34,9 @@ RUN_JSON = "run.json"
 EPOCHS_CSV = "epochs.csv"
 UTIL_CSV = "util.csv"
 CHECKPOINT_JSON = "checkpoint.json"
+# Beside the run folders of a published reference set (results/reference/, written by
+# harness/report/reference.py): comparisons read those runs as their own machine.
+REFERENCE_JSON = "reference.json"
 
 # Run status values (run.json "status" and the epochs.csv "status" of the last row).
 RUNNING, COMPLETED, INTERRUPTED, DIVERGED, FAILED = "running", "completed", "interrupted", "diverged", "failed"

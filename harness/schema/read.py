@@ -22,6 +22,7 @@ from harness.schema.columns import (
     INFER_CSV,
     KIND_INFER,
     READABLE_SCHEMA_VERSIONS,
+    REFERENCE_JSON,
     RUN_JSON,
     SCHEMA_VERSION,
     UTIL_CSV,
@@ -68,6 +69,23 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def reference_view(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` as comparisons see it. A run of a published reference set (a folder with
+    REFERENCE_JSON beside it: results/reference/) is its own machine, also beside runs of the
+    same hardware: a newcomer's `bench report results/reference <theirs>` run on the machine
+    the reference was measured on must line the two up, not pool them as repeats. Its machine
+    id gets a ``reference-`` prefix and its hostname says "reference"; the file is unchanged."""
+    if not (Path(folder).parent / REFERENCE_JSON).is_file():
+        return meta
+    machine = dict(meta.get("machine") or {})
+    if machine.get("reference"):
+        return meta
+    host = machine.get("hostname") or "?"
+    machine.update(reference=True, hostname=f"reference ({host})",
+                   machine_id=f"reference-{machine.get('machine_id') or host}")
+    return {**meta, "machine": machine}
+
+
 def read_epochs_rows(path: Path) -> list[dict[str, str]]:
     """Complete rows of an epochs.csv as dicts of strings; a torn last line is ignored."""
     text = Path(path).read_text()
@@ -81,7 +99,7 @@ def read_run(folder: Path, *, with_util: bool = True) -> RunFolder:
     import pandas as pd
 
     folder = Path(folder)
-    meta = read_meta(folder)
+    meta = reference_view(folder, read_meta(folder))
     epochs_path = folder / EPOCHS_CSV
     if not epochs_path.is_file():
         raise BenchError(f"{folder} has no {EPOCHS_CSV}: the run recorded no epoch (re-run it, or leave it out)")
@@ -163,7 +181,7 @@ def read_infer(folder: Path) -> InferFolder:
     import pandas as pd
 
     folder = Path(folder)
-    meta = read_meta(folder)
+    meta = reference_view(folder, read_meta(folder))
     if meta.get("kind") != KIND_INFER:
         raise BenchError(f"{folder} is a training run, not an inference run: pass folders made by `bench infer`")
     csv_path = folder / INFER_CSV
