@@ -315,18 +315,24 @@ def iter_with_wait(batches: Iterable[B], stats: TrainStats, clock: Callable[[], 
 StepResult = tuple[np.ndarray, float, np.ndarray]
 
 
-def run_pass(batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], StepResult], *,
+def run_pass(batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], Any], *,
              sync: Callable[[], None], on_step: StepCallback | None = None,
-             compiles: Callable[[], int] | None = None) -> TrainStats:
+             compiles: Callable[[], int] | None = None,
+             fetch: Callable[[Any], StepResult] | None = None) -> TrainStats:
     """The framework-free skeleton of every training and evaluation pass, so each backend
     supplies only ``step`` (its framework calls) and ``sync`` (wait for the device).
 
     Per batch: time blocked on ``batches`` goes to ``data_wait_s`` (:func:`iter_with_wait`);
     the loss sum, top-1 and, for :class:`EvalStats`, top-5 are accumulated with
     :mod:`harness.metrics`' one tie rule; ``on_step`` gets (images so far, running loss).
-    ``compute_s`` is the pass's wall time after the final ``sync`` minus the data wait. The
-    logits come to the CPU every step (one device-to-host copy of N x classes floats): the
-    price of one metric definition for every backend and device.
+    ``compute_s`` is the pass's wall time after the final ``sync`` minus the data wait.
+
+    The logits come to the host for that rule (N x classes floats per step). Without
+    ``fetch``, ``step`` returns them there (a :data:`StepResult`). With ``fetch``, ``step``
+    returns what the device holds and ``fetch`` brings it over *one step late*, after the next
+    step is queued: a GPU then never idles while the host copies and counts (a copy right
+    after each step is a synchronisation per step, which empties the device's queue). Every
+    step is accounted either way, the last after the loop.
 
     ``compiles`` (a backend that compiles): the number of graphs compiled so far; a step
     during which it grew is a compiling step, and its wall time goes to ``compile_s`` (the
@@ -334,16 +340,9 @@ def run_pass(batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], St
     top5 = isinstance(stats, EvalStats)
     if compiles is not None:
         stats.compile_s = 0.0
-    sync()
-    start = time.perf_counter()
-    for batch in iter_with_wait(batches, stats, time.perf_counter):
-        if compiles is None:
-            logits, loss_sum, labels = step(batch)
-        else:
-            before, t0 = compiles(), time.perf_counter()
-            logits, loss_sum, labels = step(batch)
-            if compiles() != before:
-                stats.compile_s += time.perf_counter() - t0  # type: ignore[operator]
+
+    def account(result: Any) -> None:
+        logits, loss_sum, labels = fetch(result) if fetch is not None else result
         stats.loss_sum += loss_sum
         stats.correct += topk_correct(logits, labels, 1)
         if top5:
@@ -352,6 +351,26 @@ def run_pass(batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], St
         stats.steps += 1
         if on_step is not None:
             on_step(stats.count, stats.loss)
+
+    pending: list[Any] = []  # the step queued before this one, not yet on the host (with fetch)
+    sync()
+    start = time.perf_counter()
+    for batch in iter_with_wait(batches, stats, time.perf_counter):
+        if compiles is None:
+            result = step(batch)
+        else:
+            before, t0 = compiles(), time.perf_counter()
+            result = step(batch)
+            if compiles() != before:
+                stats.compile_s += time.perf_counter() - t0  # type: ignore[operator]
+        if fetch is None:
+            account(result)
+            continue
+        if pending:
+            account(pending.pop())
+        pending.append(result)
+    if pending:
+        account(pending.pop())
     sync()
     stats.compute_s = time.perf_counter() - start - stats.data_wait_s
     return stats

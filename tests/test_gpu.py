@@ -81,6 +81,17 @@ def test_torch_cuda_trains_and_resumes(tmp_path):
         assert resumed[col].tolist() == pytest.approx(refs[0][col].tolist(), abs=tolerance), (col, noise)
 
 
+@pytest.mark.parametrize("compile_mode", ["none", "reduce-overhead"])
+def test_torch_cuda_lagged_fetch_counts_what_predict_gives(compile_mode):
+    """run_pass fetches a step's logits after the next step is queued (no sync per step);
+    under CUDA graphs (--compile reduce-overhead) the next replay overwrites a step's outputs,
+    so the torch backend copies them first. Counted figures must equal predict()'s."""
+    _need_cuda("torch")
+    from tests.test_run_pass import build, evaluate_matches_predict
+
+    evaluate_matches_predict(build("torch", device="cuda", threads=None, compile=compile_mode))
+
+
 @pytest.fixture(scope="module")
 def torch_gpu_run(tmp_path_factory) -> Path:
     """One torch CUDA run long enough (a few seconds per epoch on a small GPU) for NVML to

@@ -311,15 +311,20 @@ class ChainerBackend:
 
     def _loop(self, batches: Iterable[Any], stats: TrainStats, step: Callable[[Any], tuple],
               on_step: StepCallback | None = None) -> TrainStats:
-        """:func:`harness.backend.run_pass` with this framework's step: logits to the CPU,
-        the batch's loss sum as Chainer computes it (``loss * n``)."""
+        """:func:`harness.backend.run_pass` with this framework's step: the batch's loss sum
+        as Chainer computes it (``loss * n``), on the device; run_pass fetches logits, loss
+        and labels to the host one step later (``fetch``: with CuPy, no sync per step)."""
         cpu = chainer.backend.CpuDevice()
 
-        def framework_step(batch: Any) -> StepResult:
+        def framework_step(batch: Any) -> tuple:
             logits, loss, t = step(batch)
-            return cpu.send(logits), float(loss * t.shape[0]), cpu.send(t)
+            return logits, loss * t.shape[0], t
 
-        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step)
+        def fetch(result: tuple) -> StepResult:
+            logits, loss_sum, t = result
+            return cpu.send(logits), float(loss_sum), cpu.send(t)
+
+        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step, fetch=fetch)
 
     # ---------------------------------------------------------------- Inference
     def evaluate(self, batches: Iterable[Batch]) -> EvalStats:

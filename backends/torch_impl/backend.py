@@ -361,14 +361,26 @@ class TorchBackend:
     def _loop(self, batches: Iterable[Any], stats: TrainStats,
               step: Callable[[Any], tuple[Tensor, Tensor, Tensor]],
               on_step: StepCallback | None = None) -> TrainStats:
-        """:func:`harness.backend.run_pass` with this framework's step: logits to the CPU,
-        the batch's loss sum as torch computes it (float32 ``loss * n``)."""
-        def framework_step(batch: Any) -> StepResult:
+        """:func:`harness.backend.run_pass` with this framework's step: the batch's loss sum
+        as torch computes it (float32 ``loss * n``), queued on the device; run_pass fetches
+        logits, loss and labels to the host one step later (``fetch``), so a GPU is never
+        made to wait for the host's accounting."""
+        # A CUDA-graph output (--compile reduce-overhead / max-autotune) is overwritten by the
+        # next replay, which run_pass queues before fetching this step's logits: copy them.
+        copy = self.device.type == "cuda" and self.compile_mode != "none"
+
+        def framework_step(batch: Any) -> tuple[Tensor, Tensor, Tensor]:
             logits, loss, y = step(batch)
-            return (logits.float().cpu().numpy(), float(loss * y.shape[0]), y.cpu().numpy())
+            logits = logits.float()
+            return (logits.clone() if copy else logits), loss * y.shape[0], y
+
+        def fetch(result: tuple[Tensor, Tensor, Tensor]) -> StepResult:
+            logits, loss_sum, y = result
+            return logits.cpu().numpy(), float(loss_sum), y.cpu().numpy()
 
         compiles = self._compiles if self.compile_mode != "none" else None
-        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step, compiles=compiles)
+        return run_pass(batches, stats, framework_step, sync=self._sync, on_step=on_step, compiles=compiles,
+                        fetch=fetch)
 
     # ---------------------------------------------------------------- Inference
     def evaluate(self, batches: Iterable[Batch]) -> EvalStats:
