@@ -9,22 +9,14 @@ import re
 from pathlib import Path
 
 from conftest import bench, run_dirs
+from test_experiments import TINY_FILE
 
 from harness.experiments.files import load_experiment
 from harness.experiments.matrix import expand
 from harness.experiments.runner import ERROR, CellOutcome, worst_exit
 from harness.experiments.support import UNSUPPORTED, Support, needs_device, probe_auto_device, static_reason
 
-TINY = """
-model = "resnet8"
-dataset = "synthetic"
-train-size = 64
-test-size = 32
-batch-size = 32
-epochs = 1
-threads = 1
-quiet = true
-"""
+TINY = TINY_FILE + "epochs = 1\n"
 
 
 def _cells(tmp_path: Path, body: str):
