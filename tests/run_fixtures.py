@@ -88,6 +88,7 @@ def write_synthetic_run(
     sample_s: float = 1.0,
     target_acc: float | None = None,
     started_at: str = "2025-03-01T10:00:00+00:00",
+    precision: str = "fp32",
 ) -> Path:
     """Write one run folder (run.json, epochs.csv, util.csv) and return its path.
 
@@ -104,7 +105,7 @@ def write_synthetic_run(
     n_gpus = len(mach.get("gpus") or []) if on_gpu else 0
     config = RunConfig(backends=[backend], model=model, dataset=dataset, device=device, epochs=epochs,
                        batch_size=batch_size, seed=seed, train_size=train_size, test_size=test_size,
-                       target_acc=target_acc, distributed=world_size > 1).validate()
+                       target_acc=target_acc, distributed=world_size > 1, precision=precision).validate()
     settings = config.settings()  # what harness/train/runner.py start_run records
     settings.update(backend=backend, seed=seed)
     settings.pop("backends", None)

@@ -244,6 +244,33 @@ def test_rows_that_differ_in_threads_say_so(tmp_path):
     assert "torch trained resnet20 (cifar10, batch 128, cpu, 1 thread) at 1" in said and "(default threads)" in said
 
 
+def test_observations_compare_like_with_like_across_machines_and_precisions(tmp_path):
+    """Two machines, each with fp32 and bf16-mixed torch runs: a machine sentence pairs fp32
+    with fp32 and bf16 with bf16 (never one machine's fastest with the other's slowest), and
+    says which precision it is about."""
+    from harness.report.observations import observe
+
+    speeds = {("laptop", "fp32"): 300.0, ("laptop", "bf16-mixed"): 600.0,
+              ("gpu-box", "fp32"): 330.0, ("gpu-box", "bf16-mixed"): 1800.0}
+    for (machine, precision), ips in speeds.items():
+        write_synthetic_run(tmp_path / f"{machine}-{precision}", machine=machine, precision=precision, images_per_s=ips)
+    _, groups = C.compare_runs(C.load_runs([str(tmp_path)]))
+    said = [o.text for o in observe(groups)]
+    across = [t for t in said if "faster on" in t or "about as fast" in t]
+    assert len(across) == 2, said
+    (fp32,) = [t for t in across if ", fp32)" in t]
+    (bf16,) = [t for t in across if ", bf16-mixed)" in t]
+    import re
+
+    def pair(text: str) -> tuple[float, float]:
+        fast, slow = re.search(r"([\d,.]+) against ([\d,.]+) images/s", text).groups()
+        return float(fast.replace(",", "")), float(slow.replace(",", ""))
+
+    # the synthetic runs' epochs carry a few % of noise around the speeds asked for
+    assert pair(bf16) == pytest.approx((1800, 600), rel=0.1) and "faster on gpu-box (cpu) than on laptop" in bf16
+    assert pair(fp32) == pytest.approx((330, 300), rel=0.1), fp32
+
+
 def test_round1_folders_read_compare_and_report(tmp_path):
     """Folders written by round 1 (schema 1: no harness_s column) still read, compare beside
     today's and go into a report; their missing figure is empty, not zero."""

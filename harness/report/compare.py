@@ -127,6 +127,7 @@ def summarise_run(run: RunFolder, target_acc: float | None = None) -> dict[str, 
         "batch_size": setting("batch_size"), "world_size": _plain(meta.get("world_size")) or setting("world_size", 1),
         "epochs": int(len(ok)), "epochs_planned": setting("epochs"), "seed": _plain(meta.get("seed", settings.get("seed"))),
         "repeat_index": meta.get("repeat_index"), "started_at": meta.get("started_at"),
+        "experiment": _experiment_name(meta),
         "timed_epochs": _epoch_span(steady["epoch"]) if len(steady) else "",
         "warmup_excluded": bool(len(ok) > 1),
         "stopped_at": _stop_note(ep),
@@ -226,6 +227,15 @@ def _stop_note(ep: Any) -> str:
     return f"{ep['status'].iloc[-1]} at epoch {int(ep['epoch'].iloc[-1])}"
 
 
+def _experiment_name(meta: dict[str, Any]) -> str | None:
+    """'quick/resnet20-train' for a suite's cell, 'resnet20-he2016' for an experiment file's,
+    None for a plain `bench run` (run.json ``experiment``: harness/experiments/matrix.py)."""
+    e = meta.get("experiment")
+    if not isinstance(e, dict) or not e.get("name") or e.get("name") == "adhoc":
+        return None
+    return f"{e['suite']}/{e['name']}" if e.get("suite") else str(e["name"])
+
+
 def _config(settings: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
     # What separates configurations is declared with the settings (harness/config.py: identity).
     config = {k: _plain(v) for k, v in identity_settings(settings).items()}
@@ -301,6 +311,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             g[col], g[f"{col}_min"], g[f"{col}_max"] = first[col], first[f"{col}_min"], first[f"{col}_max"]
         else:
             g[col], g[f"{col}_min"], g[f"{col}_max"] = _median_range([r[col] for r in runs])
+    g["experiment"] = first["experiment"]
     g["best_epoch"] = first["best_epoch"] if n == 1 else None
     g["target_acc"] = first["target_acc"]
     reached = [r["time_to_target_s"] for r in runs if r["time_to_target_s"] is not None]

@@ -6,6 +6,7 @@ so a reader can check it against the table; thresholds that turn a number into a
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,8 @@ def _field(g: dict[str, Any], key: str) -> Any:
     """A group's value of ``key``; ``threads`` is the --threads setting ("default" when unset)."""
     if key == "threads":
         return (g.get("_config") or {}).get("threads") or "default"
+    if key in ("precision", "compile"):  # folders from before precision existed: fp32, eager
+        return (g.get("_config") or {}).get(key) or {"precision": "fp32", "compile": "none"}[key]
     return g[key]
 
 
@@ -80,8 +83,30 @@ def _epochs_note(gs: list[dict[str, Any]]) -> str:
     return "medians of the epochs after the first"
 
 
-def _config_key(g: dict[str, Any]) -> tuple:
-    return (g["model"], g["dataset"], g["batch_size"], g["world_size"], _field(g, "threads"))
+def _config_key(g: dict[str, Any], *, device: bool = True) -> tuple:
+    """What two rows must share to be compared with each other: every setting that identifies a
+    configuration (harness/config.py ``identity``: precision, compile, image size, freeze...),
+    the backend aside. ``device=False``: the same configuration on another machine's device."""
+    config = {k: v for k, v in (g.get("_config") or {}).items() if device or k != "device"}
+    return (g["model"], g["dataset"], g["batch_size"], g["world_size"], _field(g, "threads"),
+            json.dumps(config, sort_keys=True, default=str))
+
+
+# Two machines whose speeds differ by less than this factor ran "about as fast".
+SAME_SPEED = 1.05
+# Settings named in a sentence when they vary among the rows of a report: (key, format).
+VARYING = (("world_size", "{} processes"), ("threads", "{} threads"), ("precision", "{}"),
+           ("compile", "compile {}"))
+
+
+def _what(g: dict[str, Any], groups: list[dict[str, Any]], *, device: bool = True) -> str:
+    """'resnet20 (synthetic, batch 128, cpu, bf16-mixed)': the model and what tells this row's
+    configuration from the report's others."""
+    extra = "".join(f", {_plural(fmt.format(_field(g, k)))}" for k, fmt in VARYING
+                    if len({str(_field(o, k)) for o in groups}) > 1)
+    if g.get("experiment") and len({o.get("experiment") for o in groups}) > 1:
+        extra += f"; {g['experiment']}"
+    return f"{g['model']} ({g['dataset']}, batch {g['batch_size']}{', ' + g['device'] if device else ''}{extra})"
 
 
 def observe(groups: list[dict[str, Any]], scaling: list[dict[str, Any]] | None = None) -> list[Observation]:
@@ -113,12 +138,9 @@ def _speed(groups: list[dict[str, Any]]) -> list[Observation]:
     for g in groups:
         if g.get("train_images_per_s"):
             buckets.setdefault((g["machine"], g["device"]) + _config_key(g), []).append(g)
-    varying = [(k, fmt) for k, fmt in (("world_size", "{} processes"), ("threads", "{} threads"))
-               if len({_field(g, k) for g in groups}) > 1]
-    for (machine, device, model, dataset, batch, *_), gs in buckets.items():
+    for (machine, *_), gs in buckets.items():
         gs = sorted(gs, key=lambda g: -g["train_images_per_s"])
-        extra = "".join(f", {_plural(fmt.format(_field(gs[0], k)))}" for k, fmt in varying)
-        what = f"{model} ({dataset}, batch {batch}, {device}{extra})"
+        what = _what(gs[0], groups)
         fast = gs[0]
         if len(gs) == 1:
             lo, hi = fast.get("train_images_per_s_min"), fast.get("train_images_per_s_max")
@@ -186,15 +208,18 @@ def _machines(groups: list[dict[str, Any]]) -> list[Observation]:
     buckets: dict[tuple, list[dict[str, Any]]] = {}
     for g in groups:
         if g.get("train_images_per_s"):
-            buckets.setdefault((g["backend"],) + _config_key(g), []).append(g)
-    for (backend, model, *_), gs in buckets.items():
+            buckets.setdefault((g["backend"],) + _config_key(g, device=False), []).append(g)
+    for (backend, *_), gs in buckets.items():
         if len({g["machine_id"] for g in gs}) < 2:
             continue
         gs = sorted(gs, key=lambda g: -g["train_images_per_s"])
         fast, slow = gs[0], gs[-1]
+        ratio = fast["train_images_per_s"] / slow["train_images_per_s"]
+        on_fast, on_slow = f"{fast['hostname']} ({fast['device']})", f"{slow['hostname']} ({slow['device']})"
+        how = (f"{ratio:.1f}x faster on {on_fast} than on {on_slow}" if ratio >= SAME_SPEED
+               else f"about as fast (within {100 * (SAME_SPEED - 1):.0f} %) on {on_fast} as on {on_slow}")
         out.append(Observation(
-            f"{backend} trained {model} {fast['train_images_per_s'] / slow['train_images_per_s']:.1f}x faster on "
-            f"{fast['hostname']} ({fast['device']}) than on {slow['hostname']} ({slow['device']}): "
+            f"{backend} trained {_what(fast, groups, device=False)} {how}: "
             f"{num(fast['train_images_per_s'])} against {num(slow['train_images_per_s'])} images/s.", "throughput.png",
             True))
     return out
