@@ -24,3 +24,15 @@ def test_reproduce_commands_drop_the_temporary_results_dir(tmp_path):
     assert "bench run --backend chainer --model resnet20" in text
     assert "bench run --model 'resnet 20' --epochs 3" in text  # untouched when there is nothing to drop
     assert text.rstrip().endswith("bench report runs/ --out report")
+
+
+def test_a_suites_runs_start_with_the_one_command_that_reruns_them(tmp_path):
+    runs = [_run(tmp_path, "bench run --model resnet20 --epochs 2", "a"), _run(tmp_path, "bench run --model resnet8", "b"),
+            _run(tmp_path, "bench run --model small_cnn", "c")]
+    for run in runs[:2]:
+        run.meta["experiment"] = {"name": "resnet20-train", "suite": "quick", "key": "k"}
+    lines = reproduce_commands(runs).splitlines()
+    assert lines[:3] == ["# on laptop (?)", "bench suite run quick --out results/quick-$(hostname)   # every quick cell below",
+                         "# or one run at a time:"]
+    assert lines.count("bench suite run quick --out results/quick-$(hostname)   # every quick cell below") == 1
+    assert "bench run --model small_cnn" in lines  # a plain run keeps its own line

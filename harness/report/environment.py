@@ -209,6 +209,12 @@ def reproduce_commands(runs: list[Folder], report_command: str | None = None) ->
     for label, mruns in by_machine.items():
         lines.append(f"# on {label}")
         ordered = sorted(mruns, key=lambda r: str(r.meta.get("started_at") or ""))
+        suites = list(dict.fromkeys(str(e["suite"]) for r in ordered
+                                    if isinstance(e := r.meta.get("experiment"), dict) and e.get("suite")))
+        for suite in suites:  # a suite's cells: one command reruns them all, each in its own process
+            lines.append(f"bench suite run {suite} --out results/{suite}-$(hostname)   # every {suite} cell below")
+        if suites:
+            lines.append("# or one run at a time:")
         commands = list(dict.fromkeys(_without_results_dir(str(r.meta["command"])) if r.meta.get("command")
                                       else f"# {r.run_id}: no command recorded" for r in ordered))
         lines += commands
