@@ -1,7 +1,9 @@
 """The `bench` command line: the parser, exit codes and one-line errors.
 
 Exit codes: 0 success; 2 bad input (a one-line message naming the problem and the fix, no
-traceback); 3 a run diverged (NaN/inf loss); 130 interrupted (Ctrl-C / SIGTERM).
+traceback); 3 a run diverged (NaN/inf loss); 130 interrupted (Ctrl-C / SIGTERM). Only between
+a suite and its child: 4, this machine cannot run the cell (:class:`~harness.errors.Unsupported`,
+the same one line; a user's own `bench run` gets 2 for it).
 Each sub-command is a module of harness/commands/ (listed in ``COMMANDS`` there).
 """
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import NoReturn, Sequence
 
 from harness import __version__
 from harness.commands import COMMANDS
-from harness.errors import BenchError
+from harness.errors import EXIT_UNSUPPORTED, BenchError, Unsupported
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -63,6 +65,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return int(args.func(args) or 0)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
+        if isinstance(exc, Unsupported):
+            from harness.experiments.context import parent_record
+
+            return EXIT_UNSUPPORTED if parent_record() is not None else EXIT_USAGE
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)

@@ -27,7 +27,7 @@ from harness.catalogue import MODELS, SHORTCUTS, block_names, model_info
 from harness.data.augment import AUGMENTS
 from harness.data.preprocess import Preprocess, normalization
 from harness.device import parse_device
-from harness.errors import BenchError
+from harness.errors import BenchError, Unsupported
 from harness.precision import COMPILE_MODES, PRECISION_NAMES, PRECISIONS, unsupported
 from harness.train.keep import BEST_METRICS
 
@@ -259,7 +259,7 @@ class RunConfig:
         for name in self.backends if capabilities else ():  # capability flags (harness/backend.py BACKENDS)
             reason = unsupported(name, self.device, self.precision, self.compile)
             if reason:
-                raise BenchError(reason)
+                raise Unsupported(reason)
         if not (self.dataset in ("cifar10", "synthetic") or self.dataset.startswith("imagefolder:")):
             raise BenchError(f"unknown dataset {self.dataset!r}: choose cifar10, synthetic or imagefolder:PATH")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:

@@ -10,5 +10,17 @@ class BenchError(Exception):
     """A problem with the user's input or environment; the message names the fix."""
 
 
+# The exit code of a suite's child that raised Unsupported (harness/cli.py), read by the
+# suite's runner (harness/experiments/runner.py).
+EXIT_UNSUPPORTED = 4
+
+
+class Unsupported(BenchError):
+    """This machine cannot run what was asked (a precision its device lacks, no CUDA device, no
+    compiler for --compile); the message names the fix. A `bench run` typed by a user exits 2
+    like any BenchError; the child of a suite exits EXIT_UNSUPPORTED (harness/cli.py) so the
+    suite records the cell as unsupported here, not as a failure (harness/experiments/support.py)."""
+
+
 class Diverged(Exception):
     """The training loss became NaN or infinite (recorded as status ``diverged``)."""

@@ -109,3 +109,27 @@ def test_flags_typed_to_bench_run_that_no_machine_runs_are_bad_input(tmp_path):
                  "--results-dir", str(out))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "bf16-mixed is not available for chainer" in proc.stderr and not out.exists()
+
+
+def test_what_only_the_cells_own_process_finds_out_is_unsupported_too(tmp_path):
+    """No CUDA device visible (CUDA_VISIBLE_DEVICES=""): a cell asking for --device cuda passes
+    the capability flags, starts, and its child's one-line refusal (harness.errors.Unsupported,
+    exit 4 to its suite) makes it unsupported here, not an error. (A user's own `bench run
+    --device cuda` exits 2 with that line: test_cli_run.py.)"""
+    suite = tmp_path / "s.toml"
+    suite.write_text(f"""
+name = "gpu-or-not"
+[[experiment]]
+name = "dev"
+backend = "torch"
+device = ["cpu", "cuda"]
+{TINY}
+""")
+    out, env = tmp_path / "out", {"CUDA_VISIBLE_DEVICES": ""}
+    proc = bench("suite", "run", str(suite), "--out", str(out), env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cells = json.loads((out / "suite.json").read_text())["cells"]
+    assert [c["status"] for c in cells] == ["completed", UNSUPPORTED]
+    (attempt,) = cells[1]["attempts"]
+    assert attempt["exit_code"] == 4 and attempt["reason"].startswith("CUDA was requested but"), attempt
+    assert "[2/2] dev torch device=cuda" in proc.stdout and "unsupported here: CUDA was requested" in proc.stdout

@@ -37,7 +37,7 @@ from harness.backend import (
     TrainStats, run_pass,
 )
 from harness.device import parse_device
-from harness.errors import BenchError
+from harness.errors import BenchError, Unsupported
 from harness.precision import PRECISIONS
 
 from . import blas, optimizers, weights
@@ -135,7 +135,7 @@ class ChainerBackend:
     def configure(self, *, device: str, threads: int | None, seed: int, deterministic: bool = False,
                   precision: str = "fp32", compile: str = "none") -> dict[str, Any]:
         if precision not in CONFIG_DTYPE or compile != "none":  # the harness refuses these first (BACKENDS)
-            raise BenchError(f"chainer cannot run --precision {precision} --compile {compile}: use fp32 and none")
+            raise Unsupported(f"chainer cannot run --precision {precision} --compile {compile}: use fp32 and none")
         self.device = self._parse_device(device)
         self.precision = precision
         if threads is not None and threads < 1:
@@ -176,10 +176,10 @@ class ChainerBackend:
         assert index is not None  # a CUDA device always has one
         reason = _cuda_unavailable_reason()
         if reason is not None:
-            raise BenchError(f"CUDA was requested but {reason}; use --device cpu")
+            raise Unsupported(f"CUDA was requested but {reason}; use --device cpu")
         count = _gpu_count()
         if index >= count:
-            raise BenchError(f"{device} was requested but only {count} CUDA device(s) are visible: "
+            raise Unsupported(f"{device} was requested but only {count} CUDA device(s) are visible: "
                              f"use cuda:0 .. cuda:{count - 1}")
         return chainer.get_device(f"@cupy:{index}")
 

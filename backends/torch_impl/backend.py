@@ -29,7 +29,7 @@ from harness.backend import (
     TrainStats, run_pass,
 )
 from harness.device import parse_device
-from harness.errors import BenchError
+from harness.errors import BenchError, Unsupported
 from harness.precision import PRECISIONS
 
 PREDICT_CHUNK = 256  # images per forward in predict()/features()
@@ -146,14 +146,14 @@ class TorchBackend:
         """What the capability flags cannot know: the GPU's generation."""
         if self.device.type != "cuda":
             if self.precision == "tf32":  # the harness refuses it first (BACKENDS flags)
-                raise BenchError("--precision tf32 is an NVIDIA tensor-core format: use --device cuda")
+                raise Unsupported("--precision tf32 is an NVIDIA tensor-core format: use --device cuda")
             return
         major, minor = torch.cuda.get_device_capability(self.device)
         if self.precision == "tf32" and major < 8:
-            raise BenchError(f"--precision tf32 needs an NVIDIA GPU of compute capability 8.0 (Ampere) or newer; "
+            raise Unsupported(f"--precision tf32 needs an NVIDIA GPU of compute capability 8.0 (Ampere) or newer; "
                              f"{torch.cuda.get_device_name(self.device)} is {major}.{minor}: use fp32 or fp16-mixed")
         if self.precision in ("bf16", "bf16-mixed") and not torch.cuda.is_bf16_supported():
-            raise BenchError(f"--precision {self.precision}: {torch.cuda.get_device_name(self.device)} has no "
+            raise Unsupported(f"--precision {self.precision}: {torch.cuda.get_device_name(self.device)} has no "
                              f"bfloat16 support: use fp16-mixed")
 
     def _check_compiler(self) -> dict[str, Any]:
@@ -172,13 +172,13 @@ class TorchBackend:
             except InvalidCxxCompiler:
                 wanted = [c for c in inductor_config.cpp.cxx if c] if isinstance(inductor_config.cpp.cxx, (list, tuple)) \
                     else [inductor_config.cpp.cxx]
-                raise BenchError(f"--compile {self.compile_mode} on the CPU needs a C++ compiler and "
+                raise Unsupported(f"--compile {self.compile_mode} on the CPU needs a C++ compiler and "
                                  f"{' or '.join(map(str, wanted))} (from $CXX, default g++) was not found or does not "
                                  f"run: install one (apt-get install g++) or set CXX, or use --compile none") from None
         else:
             from torch.utils._triton import has_triton
             if not has_triton():
-                raise BenchError(f"--compile {self.compile_mode} on CUDA needs Triton, which is not installed or "
+                raise Unsupported(f"--compile {self.compile_mode} on CUDA needs Triton, which is not installed or "
                                  "does not support this GPU: pip install triton, or use --compile none")
             found = "triton"
         where = Path(cache_dir())
@@ -220,10 +220,10 @@ class TorchBackend:
         index = parsed.ordinal
         assert index is not None  # a CUDA device always has one
         if not torch.cuda.is_available():
-            raise BenchError(f"CUDA was requested but {_cuda_unavailable_reason()}; use --device cpu")
+            raise Unsupported(f"CUDA was requested but {_cuda_unavailable_reason()}; use --device cpu")
         count = torch.cuda.device_count()
         if index >= count:
-            raise BenchError(f"{device} was requested but only {count} CUDA device(s) are visible: "
+            raise Unsupported(f"{device} was requested but only {count} CUDA device(s) are visible: "
                              f"use cuda:0 .. cuda:{count - 1}")
         return torch.device("cuda", index)
 

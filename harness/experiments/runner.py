@@ -29,6 +29,7 @@ from harness.experiments import estimate as E
 from harness.experiments.files import INFER, REPO_ROOT
 from harness.experiments.matrix import Cell
 from harness.experiments.repeats import Policy, rsd, should_stop, steady_images_per_s
+from harness.errors import EXIT_UNSUPPORTED
 from harness.experiments.support import UNSUPPORTED, Support
 
 SUITE_JSON = "suite.json"
@@ -207,6 +208,9 @@ def _status(result: ChildResult, run_dir: Path | None, timeout_s: float | None) 
         return R.INTERRUPTED, "stopped (SIGTERM/Ctrl-C): resume with `bench suite run` again"
     if code == 2:
         return ERROR, result.last_line or "bad input (exit 2)"
+    if code == EXIT_UNSUPPORTED:  # harness.errors.Unsupported in the child: its one line says why
+        line = result.last_line or "this machine cannot run the cell"
+        return UNSUPPORTED, line.removeprefix("bench: error: ")
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         return CRASHED, f"killed by {name}" + (f" (last output: {result.last_line})" if result.last_line else "")

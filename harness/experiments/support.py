@@ -10,7 +10,11 @@ cell that could run and then fails stays an error.
 The decision uses the backends' capability flags (``harness/precision.py`` ``unsupported``,
 nothing imported). ``device = "auto"`` is resolved the way the cell's own child would
 (``harness/train/prepare.py`` ``resolve_device``), once per backend, in a short child process,
-and only for cells whose answer depends on it: the parent never imports a framework.
+and only for cells whose answer depends on it: the parent never imports a framework. What
+only the cell's own process can find out (no CUDA device behind ``device = "cuda"``, no C++
+compiler or Triton for ``compile``, a GPU generation without bf16) comes back from the child
+as :class:`harness.errors.Unsupported`, exit code 4, and is recorded the same way
+(harness/experiments/runner.py).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from harness.catalogue import model_info
 from harness.config import AUTO_DEVICE, RunConfig
 from harness.data import load_dataset, normalization
 from harness.data.dataset import Dataset
-from harness.errors import BenchError
+from harness.errors import BenchError, Unsupported
 from harness.init_weights import initial_state
 from harness.measure.allocator import tune_malloc
 from harness.measure.flops import train_flops_per_image
@@ -70,7 +70,7 @@ def prepare_backend(config: RunConfig, name: str, seed: int, num_classes: int) -
     """Create, configure and build a backend, and load the canonical initial weights."""
     reason = unsupported(name, config.device, config.precision, config.compile)  # also after device resolution
     if reason:
-        raise BenchError(reason)
+        raise Unsupported(reason)
     backend = create_backend(name)
     threads = backend.configure(device=config.device, threads=config.threads, seed=seed,
                                 deterministic=config.deterministic, precision=config.precision, compile=config.compile)
