@@ -114,6 +114,12 @@ def test_shipped_suites_parse_and_list_their_cells():
     assert "resnet20-precision torch precision=bf16-mixed compile=default" in proc.stdout
     assert "resnet20-layout chainer threads=1 processes=2" in proc.stdout
     assert "threads=2 processes=2" not in proc.stdout  # excluded
+    # write-up: He et al.'s schedule and every seed's workload, in both frameworks
+    listed = bench("suite", "run", "write-up", "--dry-run", check=True).stdout
+    seeds = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "experiments").glob("seed-*.toml"))
+    assert len(seeds) == 6 and "14 cells, about" in listed, listed
+    for name in ["resnet20-he2016", *seeds]:
+        assert f"{name} torch" in listed and f"{name} chainer" in listed, name
     he = load_experiment("resnet20-he2016")
     (cell, _) = expand(he)
     c = cell.config
