@@ -80,8 +80,9 @@ class Support:
         c = cell.config
         if cell.kind != TRAIN or c is None:
             return None
-        if c.device != AUTO_DEVICE or static_reason(cell) is not None:
-            return static_reason(cell)
+        why = static_reason(cell)
+        if c.device != AUTO_DEVICE or why is not None:
+            return why
         if needs_device(cell) is None:  # every device kind runs it
             return None
         if cell.backend not in self._auto:
