@@ -56,7 +56,9 @@ def execute(cells: list[Cell], out: Path, policy: Policy | None, *, name: str, s
     outcomes = runner.run()
     failed = [(o, a) for o in outcomes for a in o.attempts if a.status not in NOT_FAILURES]
     unsupported = [o for o in outcomes if o.status == UNSUPPORTED]
-    if unsupported:
+    if unsupported and len(unsupported) == len(outcomes):
+        print(f"none of the {len(cells)} cells can run on this machine: the reasons above name the fix")
+    elif unsupported:
         print(f"{len(unsupported)} of {len(cells)} cells are unsupported on this machine (not failures; "
               f"their reasons are above and in {SUITE_JSON if suite else 'their lines'}).")
     if failed:

@@ -209,7 +209,7 @@ def _status(result: ChildResult, run_dir: Path | None, timeout_s: float | None) 
     if code == 2:
         return ERROR, result.last_line or "bad input (exit 2)"
     if code == EXIT_UNSUPPORTED:  # harness.errors.Unsupported in the child: its one line says why
-        line = result.last_line or "this machine cannot run the cell"
+        line = result.last_line or "this machine cannot run the cell (the cell's own line above says why)"
         return UNSUPPORTED, line.removeprefix("bench: error: ")
     if code is not None and code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
