@@ -310,3 +310,23 @@ def test_a_run_with_a_validation_split_picks_its_best_epoch_on_validation_not_te
     _accuracy(rec, ok.drop(columns="valid_acc").assign(test_acc=[0.4, 0.7, 0.6]), target=None)
     assert rec["selected_on"] == "test" and rec["best_epoch"] == 2 and rec["best_test_acc"] == 0.7
     assert rec["final_test_acc"] == 0.6 and rec["best_valid_acc"] is None
+
+
+def test_figure_labels_tell_every_configuration_apart_and_fit(tmp_path):
+    """Configurations that differ only in precision, compile, threads or experiment get labels
+    that say so (not five identical bars, nor "seed None" for a group), only where needed; the
+    figures grow to hold long labels and long legends."""
+    from harness.report import figures as F
+
+    for precision in ("fp32", "bf16-mixed"):
+        write_synthetic_run(tmp_path / precision, precision=precision)
+    for seed in (0, 1):
+        write_synthetic_run(tmp_path / f"repeat-{seed}", model="resnet8", seed=seed)
+    records, groups = C.compare_runs(C.load_runs([str(tmp_path)]))
+    labels = [st.label for st in F.styles(groups)]
+    assert len(set(labels)) == len(labels) == 3 and not any("None" in lab for lab in labels), labels
+    assert sum(lab.endswith("· fp32") for lab in labels) == 1 and sum(lab.endswith("· bf16-mixed") for lab in labels) == 1
+    assert not any("resnet8" in lab and "fp32" in lab for lab in labels)  # the repeats' group needs no precision
+    run_labels = [st.label for st in F.styles(records)]
+    assert len(set(run_labels)) == 4 and sum("seed 0" in lab or "seed 1" in lab for lab in run_labels) == 2
+    assert F._bar_width([F.Style("x" * 120, "red", "-", "o")]) > F._bar_width([F.Style("x", "red", "-", "o")]) == 9.0

@@ -16,6 +16,7 @@ import numpy as np
 
 from harness.device import parse_device
 from harness.errors import BenchError
+from harness.report.observations import setting_value
 from harness.schema import RunFolder
 
 BACKEND_COLOURS = {"torch": "#EE4C2C", "chainer": "#1F5FAD", "onnxruntime": "#7F7F7F"}
@@ -43,6 +44,10 @@ def backend_colour(backend: str) -> str:
     return _OTHER_COLOURS[sum(map(ord, backend)) % len(_OTHER_COLOURS)]
 
 
+def _threads(value: Any) -> str:
+    return f"{value} thread{'' if str(value) == '1' else 's'}"
+
+
 def styles(records: list[dict[str, Any]]) -> list[Style]:
     """A label and line style per record (run or group), in order."""
     fields = [("backend", lambda r: r["backend"]), ("machine", lambda r: r["hostname"]),
@@ -53,8 +58,17 @@ def styles(records: list[dict[str, Any]]) -> list[Style]:
     varying = [(name, get) for name, get in fields
                if name == "backend" or len({get(r) for r in records}) > 1]
     labels = [" · ".join(str(get(r)) for _, get in varying) for r in records]
-    if len(set(labels)) < len(labels):  # repeats: add the seed
-        labels = [f"{lab} · seed {r.get('seed')}" if labels.count(lab) > 1 else lab for lab, r in zip(labels, records)]
+    # Only where two labels still collide: the settings that tell those records apart (threads,
+    # precision, compile), then the experiment, then the seed (repeats; a group holds its seeds).
+    for get in (lambda r: _threads(setting_value(r, "threads")), lambda r: setting_value(r, "precision"),
+                lambda r: f"compile {setting_value(r, 'compile')}", lambda r: r.get("experiment") or "",
+                lambda r: f"seed {r['seed'] if 'seed' in r else ','.join(map(str, r.get('seeds') or []))}"):
+        clash = {lab: {str(get(r)) for lb, r in zip(labels, records) if lb == lab} for lab in labels}
+        labels = [f"{lab} · {get(r)}" if labels.count(lab) > 1 and len(clash[lab]) > 1 else lab
+                  for lab, r in zip(labels, records)]
+    if len(set(labels)) < len(labels):  # true repeats with one seed each: number them
+        labels = [f"{lab} · #{labels[:i].count(lab) + 1}" if labels.count(lab) > 1 else lab
+                  for i, lab in enumerate(labels)]
     machines = list(dict.fromkeys(r["machine_id"] for r in records))
     variants = list(dict.fromkeys(_variant(r) for r in records))
     return [Style(lab, backend_colour(r["backend"]), _LINESTYLES[machines.index(r["machine_id"]) % 4],
@@ -87,6 +101,12 @@ def _figure(width: float = 9.0, height: float = 5.0, **subplots: Any):
     return fig, (fig.subplots(**subplots) if subplots else fig.add_subplot())
 
 
+def _bar_width(sts: list[Style]) -> float:
+    """A bar chart's width in inches: 5.5 for the bars plus its longest label (~0.075 in per
+    character at 10 pt), so long labels never squeeze the bars away."""
+    return max(9.0, 5.5 + 0.075 * max((len(st.label) for st in sts), default=0))
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", facecolor="white")
@@ -94,9 +114,16 @@ def _png(fig: Any) -> bytes:
 
 
 def _figure_legend(fig: Any, ax: Any, n: int) -> None:
-    """Below all panels, for figures with several panels of the same lines."""
+    """Below all panels, for figures with several panels of the same lines: as many columns
+    (at most 3) as the longest label leaves room for (~12 characters per inch at 9 pt), and the
+    figure made taller by the legend's rows, so that neither is cut off."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(n, 3))
+    width, height = fig.get_size_inches()
+    longest = max((len(lab) for lab in labels), default=1)
+    ncols = max(1, min(n, 3, int(width * 12 // (longest + 6))))
+    rows = -(-len(labels) // ncols)
+    fig.set_size_inches(width, height + 0.19 * max(0, rows - 3))
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols)
 
 
 def _time_unit(seconds: float) -> tuple[float, str]:
@@ -186,7 +213,7 @@ def throughput_bars(groups: list[dict[str, Any]]) -> bytes | None:
     if not rows:
         return None
     sts = styles(rows)
-    fig, ax = _figure(9.0, max(3.4, 1.6 + 0.45 * len(rows)))
+    fig, ax = _figure(_bar_width(sts), max(3.4, 1.6 + 0.45 * len(rows)))
     y = np.arange(len(rows))[::-1]
     med = np.array([g["train_images_per_s"] for g in rows])
     lo = np.array([g["train_images_per_s_min"] or v for g, v in zip(rows, med)])
@@ -221,7 +248,7 @@ def epoch_breakdown(groups: list[dict[str, Any]]) -> bytes | None:
     if not rows:
         return None
     sts = styles(rows)
-    fig, ax = _figure(9.0, max(3.4, 1.9 + 0.45 * len(rows)))
+    fig, ax = _figure(_bar_width(sts), max(3.4, 1.9 + 0.45 * len(rows)))
     y = np.arange(len(rows))[::-1]
     parts = [("waiting for data", "#F2B701", lambda g: g["data_wait_s"] or 0.0),
              ("training compute", "#8E6CBF", lambda g: g["train_time_s"] - (g["data_wait_s"] or 0.0)),

@@ -47,13 +47,13 @@ def _namer(groups: list[dict[str, Any]]):
     fields = [(k, fmt) for k, fmt in (("model", "{}"), ("dataset", "{}"), ("batch_size", "batch {}"),
                                       ("world_size", "{} processes"), ("threads", "{} threads"),
                                       ("epochs_planned", "{} epochs"))
-              if len({_field(g, k) for g in groups}) > 1]
+              if len({setting_value(g, k) for g in groups}) > 1]
     show_device = len({g["device"] for g in groups}) > 1
 
     def name(g: dict[str, Any]) -> str:
         out = g["backend"]
         if fields:
-            out += " (" + ", ".join(_plural(fmt.format(_field(g, k))) for k, fmt in fields) + ")"
+            out += " (" + ", ".join(_plural(fmt.format(setting_value(g, k))) for k, fmt in fields) + ")"
         if many_machines:
             out += f" on {g['hostname']}"
         if show_device:
@@ -62,7 +62,7 @@ def _namer(groups: list[dict[str, Any]]):
     return name
 
 
-def _field(g: dict[str, Any], key: str) -> Any:
+def setting_value(g: dict[str, Any], key: str) -> Any:
     """A group's value of ``key``; ``threads`` is the --threads setting ("default" when unset)."""
     if key == "threads":
         return (g.get("_config") or {}).get("threads") or "default"
@@ -88,7 +88,7 @@ def _config_key(g: dict[str, Any], *, device: bool = True) -> tuple:
     configuration (harness/config.py ``identity``: precision, compile, image size, freeze...),
     the backend aside. ``device=False``: the same configuration on another machine's device."""
     config = {k: v for k, v in (g.get("_config") or {}).items() if device or k != "device"}
-    return (g["model"], g["dataset"], g["batch_size"], g["world_size"], _field(g, "threads"),
+    return (g["model"], g["dataset"], g["batch_size"], g["world_size"], setting_value(g, "threads"),
             json.dumps(config, sort_keys=True, default=str))
 
 
@@ -102,8 +102,8 @@ VARYING = (("world_size", "{} processes"), ("threads", "{} threads"), ("precisio
 def _what(g: dict[str, Any], groups: list[dict[str, Any]], *, device: bool = True) -> str:
     """'resnet20 (synthetic, batch 128, cpu, bf16-mixed)': the model and what tells this row's
     configuration from the report's others."""
-    extra = "".join(f", {_plural(fmt.format(_field(g, k)))}" for k, fmt in VARYING
-                    if len({str(_field(o, k)) for o in groups}) > 1)
+    extra = "".join(f", {_plural(fmt.format(setting_value(g, k)))}" for k, fmt in VARYING
+                    if len({str(setting_value(o, k)) for o in groups}) > 1)
     if g.get("experiment") and len({o.get("experiment") for o in groups}) > 1:
         extra += f"; {g['experiment']}"
     return f"{g['model']} ({g['dataset']}, batch {g['batch_size']}{', ' + g['device'] if device else ''}{extra})"
